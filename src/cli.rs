@@ -1,0 +1,126 @@
+//! Command-line interface (clap derive). One subcommand per operation the
+//! admin performs; each is carried out by a module under `commands/`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "headnode",
+    version,
+    about = "Turn a two-interface Linux box into the head node of a small cluster",
+    long_about = "headnode replaces ISC dhcpd, shorewall, sysctl.conf and ipvsadm for the head \
+node of a small cluster: DHCP on the private LAN, an nftables firewall with masquerade, \
+forwarding, and load balancing with kernel IPVS (or nftables), all from one TOML file.\n\n\
+Exit codes: 0 success, 1 invalid input (config, arguments), 2 runtime failure."
+)]
+pub struct Cli {
+    /// Config file.
+    #[arg(short, long, global = true, default_value = crate::config::DEFAULT_PATH, env = "HEADNODE_CONFIG")]
+    pub config: PathBuf,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a working config for this box, read from its interfaces and routes.
+    Init(InitArgs),
+    /// Validate the config and print a summary.
+    Check(CheckArgs),
+    /// Show what apply would change (ruleset, sysctls, balancer), changing nothing.
+    Plan(PlanArgs),
+    /// Apply sysctls, firewall and balancer once.
+    Apply(ApplyArgs),
+    /// Keep the ruleset applied with `apply --confirm`.
+    Confirm,
+    /// Remove headnode's firewall tables (and its balancer services).
+    Clear,
+    /// Run the daemon: apply, serve DHCP, check health, reconcile drift.
+    Run,
+    /// Serve DHCP only.
+    Dhcp,
+    /// Ask the running daemon to re-read its config.
+    Reload,
+    /// Show what is live: interfaces, firewall, balancer, leases.
+    Status(JsonArgs),
+    /// List reservations and leases.
+    Leases(JsonArgs),
+    /// Translate a legacy dhcpd + shorewall + ipvsadm setup into a headnode config.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Public interface (default: the one holding the default route).
+    #[arg(long)]
+    pub public: Option<String>,
+    /// Private LAN interface (default: the other interface with a private address).
+    #[arg(long)]
+    pub private: Option<String>,
+    /// Where to write (default: the --config path).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the config instead of writing it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also show what each [[service]] block expands to.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Print the plan as JSON (the ruleset in nftables JSON).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Roll back unless `headnode confirm` arrives within this time (e.g. 120s).
+    #[arg(long)]
+    pub confirm: Option<String>,
+    /// Apply even if the new ruleset would cut the current SSH session.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// ISC dhcpd.conf.
+    #[arg(long)]
+    pub dhcpd: Option<PathBuf>,
+    /// /etc/hosts style file.
+    #[arg(long)]
+    pub hosts: Option<PathBuf>,
+    /// Shorewall configuration directory.
+    #[arg(long)]
+    pub shorewall: Option<PathBuf>,
+    /// `ipvsadm-save` output (or a script of ipvsadm commands).
+    #[arg(long)]
+    pub ipvsadm: Option<PathBuf>,
+    /// sysctl.conf.
+    #[arg(long)]
+    pub sysctl: Option<PathBuf>,
+    /// Write the config here (default: stdout).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}

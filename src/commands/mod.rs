@@ -1,0 +1,41 @@
+//! The CLI's commands: thin glue between the command line, the pure planning
+//! code and the adapters. Errors carry their cause chain; `exit_code` maps
+//! them to 1 (invalid input) or 2 (runtime failure).
+
+mod check;
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, Config};
+use std::path::Path;
+
+/// An error caused by what the user gave us (config, flags), exit code 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let path = cli.config.as_path();
+    match cli.command {
+        Command::Check(args) => check::run(path, &args),
+        other => Err(anyhow::anyhow!(
+            "`{}` is not available in this build yet",
+            format!("{other:?}")
+                .split(['(', ' '])
+                .next()
+                .unwrap_or("")
+                .to_lowercase()
+        )),
+    }
+}
+
+/// Load and validate the config, as an input error when it is invalid.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(config::load(path)?)
+}
+
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let input = e.chain().any(|c| {
+        c.is::<InvalidInput>() || c.is::<config::LoadError>() || c.is::<config::ConfigErrors>()
+    });
+    if input { 1 } else { 2 }
+}

@@ -1,0 +1,98 @@
+//! Configuration: one TOML file describes the whole head node.
+//!
+//! `load` reads the file, `parse` turns text into the validated [`model::Config`].
+//! Validation is pure: it never looks at interfaces or the kernel, and it
+//! reports every problem it finds in one pass, each with file, line and column.
+
+pub mod model;
+pub mod raw;
+mod validate;
+
+pub use model::Config;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Default location of the config file.
+pub const DEFAULT_PATH: &str = "/etc/headnode/headnode.toml";
+
+/// One problem in the config, pointing at where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub line: usize,
+    pub col: usize,
+    /// Dotted path of the field, e.g. `host[2].mac`.
+    pub field: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// All problems found in one file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors {
+    pub path: PathBuf,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.diagnostics {
+            writeln!(
+                f,
+                "error: {}:{}:{}: {}: {}",
+                self.path.display(),
+                d.line,
+                d.col,
+                d.field,
+                d.message
+            )?;
+            if let Some(h) = &d.hint {
+                writeln!(f, "  hint: {h}")?;
+            }
+        }
+        write!(
+            f,
+            "{} error{} in {}",
+            self.diagnostics.len(),
+            if self.diagnostics.len() == 1 { "" } else { "s" },
+            self.path.display()
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+}
+
+/// Read and validate the config at `path`.
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(parse(&text, path)?)
+}
+
+/// Validate config text; `path` is only used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    validate::parse(text, path).map_err(|diagnostics| ConfigErrors {
+        path: path.to_owned(),
+        diagnostics,
+    })
+}
+
+/// 1-based line and column of a byte offset.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}

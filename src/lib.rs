@@ -1,0 +1,11 @@
+//! headnode: the head node of a small cluster from one config file.
+//!
+//! The rule of the code base: turning the config into desired state is pure
+//! and deterministic (`config`, `plan` and the planning halves of `dhcp`,
+//! `firewall` and `ipvs`); adapters that touch the kernel only carry out a
+//! plan, after reading what is live and computing the difference.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod logging;

@@ -1,0 +1,16 @@
+use clap::Parser;
+use headnode::cli::Cli;
+use headnode::commands;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    headnode::logging::init(cli.verbose);
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("headnode: {e:#}");
+            ExitCode::from(commands::exit_code(&e))
+        }
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run every headnode test: unit, golden files, CLI, and (as root) the
+# network-namespace integration tests. Sets up its own dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ $(id -u) -eq 0 ]]; then
+    bash tests/setup.sh
+else
+    echo "tests/run.sh: not root, so tests that need network namespaces will skip"
+fi
+cargo build --quiet --all-targets
+cargo test --all-targets 2>&1 | tee /tmp/headnode-test.log
