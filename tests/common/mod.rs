@@ -1,0 +1,212 @@
+//! Shared helpers for integration tests: network namespaces and veth pairs
+//! that clean up after themselves, and the headnode binary under test.
+//!
+//! Every namespace is named `hn-<tag>-<pid>-<n>`, so parallel tests and
+//! parallel runs never collide, and dropping the guard kills what ran inside
+//! it and deletes it, also when the test fails.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The headnode binary built for these tests.
+pub fn headnode() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_headnode"))
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// True when the test may create namespaces; otherwise prints why it skips.
+pub fn can_netns(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    if uid != 0 {
+        eprintln!("SKIP {test}: needs root to create network namespaces");
+        return false;
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        eprintln!("SKIP {test}: iproute2 `ip` is not installed");
+        return false;
+    }
+    true
+}
+
+/// True when `prog` is on PATH; otherwise prints why the test skips.
+pub fn have(test: &str, prog: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {prog}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("SKIP {test}: `{prog}` is not installed (tests/setup.sh installs it)");
+    }
+    found
+}
+
+pub struct Netns {
+    pub name: String,
+    children: Vec<Child>,
+}
+
+impl Netns {
+    /// A fresh namespace with `lo` up.
+    pub fn new(tag: &str) -> Netns {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("hn-{tag}-{}-{n}", std::process::id());
+        run_ok("ip", &["netns", "add", &name]);
+        let ns = Netns {
+            name,
+            children: Vec::new(),
+        };
+        ns.ok(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn cmd(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(argv);
+        c
+    }
+
+    /// Run and return the output, whatever the exit status.
+    pub fn run(&self, argv: &[&str]) -> Output {
+        self.cmd(argv)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {argv:?} in {}: {e}", self.name))
+    }
+
+    /// Run and panic with stderr unless it succeeds; returns stdout.
+    pub fn ok(&self, argv: &[&str]) -> String {
+        let out = self.run(argv);
+        assert!(
+            out.status.success(),
+            "{argv:?} in {} failed: {}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `sh -c script` inside the namespace.
+    pub fn sh(&self, script: &str) -> Output {
+        self.run(&["sh", "-c", script])
+    }
+
+    /// Start a background process in the namespace; it is killed on drop.
+    pub fn spawn(&mut self, argv: &[&str]) -> u32 {
+        let child = self
+            .cmd(argv)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Start with stdout/stderr captured to a file.
+    pub fn spawn_logged(&mut self, argv: &[&str], log: &std::path::Path) -> u32 {
+        let f = std::fs::File::create(log).expect("log file");
+        let child = self
+            .cmd(argv)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("dup"))
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {argv:?}: {e}"));
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Take back a child started with `spawn`, e.g. to signal or wait for it.
+    pub fn take_child(&mut self, pid: u32) -> Option<Child> {
+        let i = self.children.iter().position(|c| c.id() == pid)?;
+        Some(self.children.remove(i))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Anything else still inside (e.g. a daemonised DHCP client) was
+        // started by this test in this namespace.
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A veth pair between two namespaces, with optional addresses ("10.0.0.1/24"), both up.
+pub fn veth(a: &Netns, a_if: &str, a_addr: Option<&str>, b: &Netns, b_if: &str, b_addr: Option<&str>) {
+    let tmp = format!("hnv{}", COUNTER.fetch_add(1, Ordering::SeqCst));
+    let tmp_peer = format!("{tmp}p");
+    run_ok(
+        "ip",
+        &["link", "add", &tmp, "type", "veth", "peer", "name", &tmp_peer],
+    );
+    run_ok("ip", &["link", "set", &tmp, "netns", &a.name]);
+    run_ok("ip", &["link", "set", &tmp_peer, "netns", &b.name]);
+    a.ok(&["ip", "link", "set", &tmp, "name", a_if]);
+    b.ok(&["ip", "link", "set", &tmp_peer, "name", b_if]);
+    for (ns, ifname, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
+        if let Some(addr) = addr {
+            ns.ok(&["ip", "addr", "add", addr, "dev", ifname]);
+        }
+        ns.ok(&["ip", "link", "set", ifname, "up"]);
+    }
+}
+
+fn run_ok(prog: &str, args: &[&str]) {
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
+    assert!(
+        out.status.success(),
+        "{prog} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Poll `f` every 100 ms until it returns Some or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Run the headnode binary (outside any namespace) and return its output.
+pub fn headnode_run(args: &[&str]) -> Output {
+    Command::new(headnode())
+        .args(args)
+        .output()
+        .expect("run headnode")
+}
