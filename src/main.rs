@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("headnode: {e:#}");
+            eprintln!("{}", commands::render_error(&e));
             ExitCode::from(commands::exit_code(&e))
         }
     }

@@ -33,6 +33,15 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Ok(config::load(path)?)
 }
 
+/// How an error is shown: config diagnostics as they are (they already name
+/// file, line and field), anything else with its full cause chain.
+pub fn render_error(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<config::LoadError>() {
+        Some(config::LoadError::Invalid(errs)) => errs.to_string(),
+        _ => format!("headnode: {e:#}"),
+    }
+}
+
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     let input = e.chain().any(|c| {
         c.is::<InvalidInput>() || c.is::<config::LoadError>() || c.is::<config::ConfigErrors>()

@@ -19,16 +19,22 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Diagnostic>> 
             let (line, col) = e.span().map_or((1, 1), |s| line_col(text, s.start));
             let message = e.message().trim().to_string();
             let hint = if message.contains("unknown field") {
-                Some("check the spelling against the config reference in README.md".to_string())
+                Some(match closest_field(&message) {
+                    Some(f) => {
+                        format!("did you mean `{f}`? (see the config reference in README.md)")
+                    }
+                    None => "check the spelling against the config reference in README.md".into(),
+                })
             } else if message.contains("did not match any variant") {
                 Some("see README.md for the accepted forms of this value".to_string())
             } else {
                 None
             };
+            let offset = e.span().map_or(0, |s| s.start);
             return Err(vec![Diagnostic {
                 line,
                 col,
-                field: "syntax".into(),
+                field: enclosing_table(text, offset),
                 message,
                 hint,
             }]);
@@ -246,11 +252,25 @@ impl Validator<'_> {
     }
 
     fn duration(&mut self, s: &S<RawDuration>, field: &str) -> Option<Duration> {
+        self.duration_from(s, field, false)
+    }
+
+    /// A duration where zero means "off" (persistence).
+    fn duration_or_zero(&mut self, s: &S<RawDuration>, field: &str) -> Option<Duration> {
+        self.duration_from(s, field, true)
+    }
+
+    fn duration_from(
+        &mut self,
+        s: &S<RawDuration>,
+        field: &str,
+        zero_ok: bool,
+    ) -> Option<Duration> {
         let parsed = match s.get_ref() {
             RawDuration::Seconds(n) => u64::try_from(*n).ok().map(Duration::from_secs),
             RawDuration::Text(t) => parse_duration(t),
         };
-        match parsed.filter(|d| !d.is_zero()) {
+        match parsed.filter(|d| zero_ok || !d.is_zero()) {
             Some(d) => Some(d),
             None => {
                 let shown = match s.get_ref() {
@@ -1121,7 +1141,7 @@ impl Validator<'_> {
         let persistence = v
             .persistence
             .as_ref()
-            .and_then(|d| self.duration(d, &f("persistence")))
+            .and_then(|d| self.duration_or_zero(d, &f("persistence")))
             .unwrap_or(Duration::ZERO);
         let persistence_netmask = v
             .persistence_netmask
@@ -1630,6 +1650,47 @@ impl VirtualCommon {
             origin,
         }
     }
+}
+
+/// From serde's "unknown field `x`, expected one of `a`, `b`", the expected
+/// name closest to the typo (by edit distance), if any is close.
+fn closest_field(message: &str) -> Option<String> {
+    let mut quoted = message.split('`').skip(1).step_by(2);
+    let typo = quoted.next()?;
+    quoted
+        .map(|c| (edit_distance(typo, c), c))
+        .filter(|(d, _)| *d <= 2.max(typo.len() / 3))
+        .min()
+        .map(|(_, c)| c.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The `[table]` or `[[array]]` header above a byte offset, to name where a
+/// syntax or type error sits when the TOML parser cannot say which field.
+fn enclosing_table(text: &str, offset: usize) -> String {
+    text[..offset.min(text.len())]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map_or_else(
+            || "top level".to_string(),
+            |l| l.split('#').next().unwrap_or(l).trim().to_string(),
+        )
 }
 
 /// Shorewall's two-interface sample: loc may go out, the box may go anywhere,

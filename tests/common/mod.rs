@@ -158,12 +158,21 @@ impl Drop for Netns {
 }
 
 /// A veth pair between two namespaces, with optional addresses ("10.0.0.1/24"), both up.
-pub fn veth(a: &Netns, a_if: &str, a_addr: Option<&str>, b: &Netns, b_if: &str, b_addr: Option<&str>) {
+pub fn veth(
+    a: &Netns,
+    a_if: &str,
+    a_addr: Option<&str>,
+    b: &Netns,
+    b_if: &str,
+    b_addr: Option<&str>,
+) {
     let tmp = format!("hnv{}", COUNTER.fetch_add(1, Ordering::SeqCst));
     let tmp_peer = format!("{tmp}p");
     run_ok(
         "ip",
-        &["link", "add", &tmp, "type", "veth", "peer", "name", &tmp_peer],
+        &[
+            "link", "add", &tmp, "type", "veth", "peer", "name", &tmp_peer,
+        ],
     );
     run_ok("ip", &["link", "set", &tmp, "netns", &a.name]);
     run_ok("ip", &["link", "set", &tmp_peer, "netns", &b.name]);
