@@ -10,3 +10,4 @@ pub mod commands;
 pub mod config;
 pub mod logging;
 pub mod paths;
+pub mod netinfo;

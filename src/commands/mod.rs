@@ -3,6 +3,7 @@
 //! them to 1 (invalid input) or 2 (runtime failure).
 
 mod check;
+mod init;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
@@ -17,6 +18,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let path = cli.config.as_path();
     match cli.command {
         Command::Check(args) => check::run(path, &args),
+        Command::Init(args) => init::run(path, &args),
         other => Err(anyhow::anyhow!(
             "`{}` is not available in this build yet",
             format!("{other:?}")

@@ -1,0 +1,465 @@
+//! What the box's network looks like right now, read over rtnetlink: links,
+//! IPv4 addresses and the default route.
+//!
+//! `read` is the only function that talks to the kernel (three dumps on a
+//! one-shot neli router); everything else works on the [`Snapshot`] it
+//! returns, so the decisions built on it (`headnode init`'s interface choice,
+//! `status`'s view) are pure and unit-tested.
+
+use crate::config::model::Mac;
+use ipnet::Ipv4Net;
+use neli::{
+    FromBytesWithInput, Size, ToBytes,
+    consts::{
+        nl::NlmF,
+        rtnl::{
+            Arphrd, Ifa, IfaF, Iff, Ifla, RtAddrFamily, RtScope, RtTable, Rta, Rtm, Rtn, Rtprot,
+        },
+        socket::NlFamily,
+    },
+    nl::NlPayload,
+    router::synchronous::NlRouter,
+    rtnl::{Ifaddrmsg, IfaddrmsgBuilder, Ifinfomsg, IfinfomsgBuilder, Rtmsg, RtmsgBuilder},
+    utils::Groups,
+};
+use serde::Serialize;
+use std::fmt::Debug;
+use std::net::Ipv4Addr;
+
+/// The main routing table's id (RT_TABLE_MAIN); tables above 255 only come as RTA_TABLE.
+const MAIN_TABLE: u32 = 254;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetinfoError {
+    #[error("cannot open an rtnetlink socket: {0}")]
+    Connect(String),
+    #[error("reading {what} over rtnetlink failed: {reason}")]
+    Dump { what: &'static str, reason: String },
+}
+
+/// A network interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// Administratively up (IFF_UP).
+    pub up: bool,
+    /// The link has carrier (IFF_LOWER_UP).
+    pub carrier: bool,
+    pub loopback: bool,
+    /// Hardware address; `None` for links without an Ethernet-style one (lo, tun, ppp).
+    pub mac: Option<Mac>,
+}
+
+/// An IPv4 address on an interface, with its prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Address {
+    /// Interface index.
+    pub index: u32,
+    pub net: Ipv4Net,
+    /// A secondary address (another one in the same subnet came first).
+    pub secondary: bool,
+    /// Assigned with a lifetime (DHCP, SLAAC-like tools), so it may change.
+    pub dynamic: bool,
+}
+
+/// The default IPv4 route of the main table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DefaultRoute {
+    pub gateway: Option<Ipv4Addr>,
+    /// Index of the outgoing interface.
+    pub oif: u32,
+    pub metric: u32,
+}
+
+/// Links, IPv4 addresses and the default route, read at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    pub links: Vec<Link>,
+    pub addrs: Vec<Address>,
+    /// The default route with the lowest metric, if any.
+    pub default_route: Option<DefaultRoute>,
+}
+
+impl Snapshot {
+    pub fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn link_by_index(&self, index: u32) -> Option<&Link> {
+        self.links.iter().find(|l| l.index == index)
+    }
+
+    /// IPv4 addresses of one interface, primary ones first, in kernel order otherwise.
+    pub fn addrs_of(&self, index: u32) -> Vec<&Address> {
+        let mut v: Vec<&Address> = self.addrs.iter().filter(|a| a.index == index).collect();
+        v.sort_by_key(|a| a.secondary);
+        v
+    }
+
+    /// The interface's main IPv4 address: its first primary one.
+    pub fn primary_ipv4(&self, index: u32) -> Option<&Address> {
+        self.addrs_of(index).into_iter().next()
+    }
+
+    /// The main IPv4 address of the interface called `name`.
+    pub fn ipv4_of(&self, name: &str) -> Option<Ipv4Net> {
+        let link = self.link(name)?;
+        self.primary_ipv4(link.index).map(|a| a.net)
+    }
+
+    /// The interface holding the default route.
+    pub fn default_link(&self) -> Option<&Link> {
+        self.default_route.and_then(|r| self.link_by_index(r.oif))
+    }
+
+    /// The interface that has `ip` as one of its addresses.
+    pub fn link_with_ip(&self, ip: Ipv4Addr) -> Option<&Link> {
+        let a = self.addrs.iter().find(|a| a.net.addr() == ip)?;
+        self.link_by_index(a.index)
+    }
+}
+
+/// One interface as `headnode status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IfaceView {
+    pub name: String,
+    pub index: u32,
+    pub up: bool,
+    pub carrier: bool,
+    pub loopback: bool,
+    pub mac: Option<Mac>,
+    /// Primary address first.
+    pub ipv4: Vec<Ipv4Net>,
+    /// This interface holds the default route.
+    pub default_route: bool,
+    /// The default route's gateway, on the interface that holds it.
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Every interface with its addresses and default-route role, in index order.
+pub fn summary(snap: &Snapshot) -> Vec<IfaceView> {
+    let mut links: Vec<&Link> = snap.links.iter().collect();
+    links.sort_by_key(|l| l.index);
+    links
+        .into_iter()
+        .map(|l| {
+            let route = snap.default_route.filter(|r| r.oif == l.index);
+            IfaceView {
+                name: l.name.clone(),
+                index: l.index,
+                up: l.up,
+                carrier: l.carrier,
+                loopback: l.loopback,
+                mac: l.mac,
+                ipv4: snap.addrs_of(l.index).iter().map(|a| a.net).collect(),
+                default_route: route.is_some(),
+                gateway: route.and_then(|r| r.gateway),
+            }
+        })
+        .collect()
+}
+
+/// The main IPv4 address of interface `ifname` as the kernel has it now.
+/// `None` when the interface does not exist, has no IPv4 address, or
+/// rtnetlink cannot be read (that failure is logged).
+pub fn ipv4_of(ifname: &str) -> Option<Ipv4Net> {
+    match read() {
+        Ok(snap) => snap.ipv4_of(ifname),
+        Err(e) => {
+            tracing::warn!("cannot read the address of {ifname}: {e}");
+            None
+        }
+    }
+}
+
+/// Read links, IPv4 addresses and the default route of the current network namespace.
+pub fn read() -> Result<Snapshot, NetinfoError> {
+    let (router, _) = NlRouter::connect(NlFamily::Route, None, Groups::empty())
+        .map_err(|e| NetinfoError::Connect(e.to_string()))?;
+    // Best effort: with extended acks a rejected dump says why; old kernels lack it.
+    let _ = router.enable_ext_ack(true);
+
+    let mut links = Vec::new();
+    // Every header field zero: a kernel with strict checking rejects filters it does
+    // not support (Arphrd::None is 0xfffe, not 0).
+    let req = IfinfomsgBuilder::default()
+        .ifi_family(RtAddrFamily::Unspecified)
+        .ifi_type(Arphrd::Netrom)
+        .build()
+        .map_err(|e| dump_err("links", e))?;
+    dump(&router, Rtm::Getlink, req, "links", |m: &Ifinfomsg| {
+        if let Some(l) = parse_link(m) {
+            links.push(l);
+        }
+    })?;
+
+    let mut addrs = Vec::new();
+    let req = IfaddrmsgBuilder::default()
+        .ifa_family(RtAddrFamily::Inet)
+        .ifa_prefixlen(0)
+        .ifa_scope(RtScope::Universe)
+        .ifa_index(0)
+        .build()
+        .map_err(|e| dump_err("addresses", e))?;
+    dump(&router, Rtm::Getaddr, req, "addresses", |m: &Ifaddrmsg| {
+        if let Some(a) = parse_addr(m) {
+            addrs.push(a);
+        }
+    })?;
+
+    let mut routes = Vec::new();
+    let req = RtmsgBuilder::default()
+        .rtm_family(RtAddrFamily::Inet)
+        .rtm_dst_len(0)
+        .rtm_src_len(0)
+        .rtm_tos(0)
+        .rtm_table(RtTable::Unspec)
+        .rtm_protocol(Rtprot::Unspec)
+        .rtm_scope(RtScope::Universe)
+        .rtm_type(Rtn::Unspec)
+        .build()
+        .map_err(|e| dump_err("routes", e))?;
+    dump(&router, Rtm::Getroute, req, "routes", |m: &Rtmsg| {
+        if let Some(r) = parse_default_route(m) {
+            routes.push(r);
+        }
+    })?;
+    let default_route = routes.into_iter().min_by_key(|r| r.metric);
+
+    Ok(Snapshot {
+        links,
+        addrs,
+        default_route,
+    })
+}
+
+fn dump_err(what: &'static str, e: impl std::fmt::Display) -> NetinfoError {
+    NetinfoError::Dump {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// Send one dump request and hand every answer to `each`. A dump the kernel
+/// rejects ends with an errno in NLMSG_DONE, which neli returns as an `Ok`
+/// message carrying `DumpExtAck`; that is turned into an error here.
+fn dump<P>(
+    router: &NlRouter,
+    kind: Rtm,
+    request: P,
+    what: &'static str,
+    mut each: impl FnMut(&P),
+) -> Result<(), NetinfoError>
+where
+    P: Size + ToBytes + FromBytesWithInput<Input = usize> + Debug,
+{
+    let recv = router
+        .send::<Rtm, P, Rtm, P>(kind, NlmF::DUMP, NlPayload::Payload(request))
+        .map_err(|e| dump_err(what, e))?;
+    for msg in recv {
+        let msg = msg.map_err(|e| dump_err(what, e))?;
+        match msg.nl_payload() {
+            NlPayload::Payload(p) => each(p),
+            NlPayload::DumpExtAck(e) if *e.error() != 0 => {
+                return Err(dump_err(
+                    what,
+                    std::io::Error::from_raw_os_error(-*e.error()),
+                ));
+            }
+            NlPayload::Err(e) => return Err(dump_err(what, e)),
+            NlPayload::DumpExtAck(_) | NlPayload::Ack(_) | NlPayload::Empty => {}
+        }
+    }
+    Ok(())
+}
+
+fn parse_link(m: &Ifinfomsg) -> Option<Link> {
+    let attrs = m.rtattrs().get_attr_handle();
+    let name = attrs
+        .get_attr_payload_as_with_len::<String>(Ifla::Ifname)
+        .ok()?;
+    let mac = attrs
+        .get_attribute(Ifla::Address)
+        .and_then(|a| <[u8; 6]>::try_from(a.rta_payload().as_ref()).ok())
+        .map(Mac);
+    let flags = m.ifi_flags();
+    Some(Link {
+        index: u32::try_from(*m.ifi_index()).ok()?,
+        name,
+        up: flags.contains(Iff::UP),
+        carrier: flags.contains(Iff::LOWERUP),
+        loopback: flags.contains(Iff::LOOPBACK),
+        mac,
+    })
+}
+
+fn parse_addr(m: &Ifaddrmsg) -> Option<Address> {
+    if *m.ifa_family() != RtAddrFamily::Inet {
+        return None;
+    }
+    let attrs = m.rtattrs().get_attr_handle();
+    // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer's on
+    // point-to-point links and equal to IFA_LOCAL elsewhere.
+    let raw = attrs
+        .get_attribute(Ifa::Local)
+        .or_else(|| attrs.get_attribute(Ifa::Address))?;
+    let octets = <[u8; 4]>::try_from(raw.rta_payload().as_ref()).ok()?;
+    let net = Ipv4Net::new(Ipv4Addr::from(octets), *m.ifa_prefixlen()).ok()?;
+    // IFA_FLAGS (u32) supersedes the 8-bit header field when present.
+    let flags = attrs
+        .get_attr_payload_as::<u32>(Ifa::Flags)
+        .unwrap_or_else(|_| u32::from(u8::from(*m.ifa_flags())));
+    Some(Address {
+        index: *m.ifa_index(),
+        net,
+        secondary: flags & u32::from(u8::from(IfaF::SECONDARY)) != 0,
+        dynamic: flags & u32::from(u8::from(IfaF::PERMANENT)) == 0,
+    })
+}
+
+fn parse_default_route(m: &Rtmsg) -> Option<DefaultRoute> {
+    if *m.rtm_family() != RtAddrFamily::Inet
+        || *m.rtm_dst_len() != 0
+        || *m.rtm_type() != Rtn::Unicast
+    {
+        return None;
+    }
+    let attrs = m.rtattrs().get_attr_handle();
+    let table = attrs
+        .get_attr_payload_as::<u32>(Rta::Table)
+        .unwrap_or_else(|_| u32::from(u8::from(*m.rtm_table())));
+    if table != MAIN_TABLE {
+        return None;
+    }
+    let gateway = attrs
+        .get_attribute(Rta::Gateway)
+        .and_then(|a| ipv4_bytes(a.rta_payload().as_ref()));
+    let oif = attrs.get_attr_payload_as::<u32>(Rta::Oif).ok();
+    let metric = attrs.get_attr_payload_as::<u32>(Rta::Priority).unwrap_or(0);
+    let (oif, gateway) = match oif {
+        Some(oif) => (oif, gateway),
+        // An ECMP default route has no RTA_OIF; its first next hop stands for it.
+        None => {
+            let mp = attrs.get_attribute(Rta::Multipath)?;
+            first_nexthop(mp.rta_payload().as_ref())?
+        }
+    };
+    Some(DefaultRoute {
+        gateway,
+        oif,
+        metric,
+    })
+}
+
+fn ipv4_bytes(b: &[u8]) -> Option<Ipv4Addr> {
+    <[u8; 4]>::try_from(b).ok().map(Ipv4Addr::from)
+}
+
+/// Interface index and gateway of the first `struct rtnexthop` in an
+/// RTA_MULTIPATH payload: {u16 len, u8 flags, u8 hops, i32 ifindex} then attributes.
+fn first_nexthop(b: &[u8]) -> Option<(u32, Option<Ipv4Addr>)> {
+    let len = usize::from(u16::from_ne_bytes(b.get(0..2)?.try_into().ok()?));
+    let ifindex = u32::try_from(i32::from_ne_bytes(b.get(4..8)?.try_into().ok()?)).ok()?;
+    let mut attrs = b.get(8..len.min(b.len()))?;
+    let mut gateway = None;
+    while attrs.len() >= 4 {
+        let alen = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+        let atype = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        if alen < 4 || alen > attrs.len() {
+            break;
+        }
+        if atype == u16::from(Rta::Gateway) {
+            gateway = ipv4_bytes(&attrs[4..alen]);
+        }
+        attrs = attrs.get(alen.next_multiple_of(4)..).unwrap_or(&[]);
+    }
+    Some((ifindex, gateway))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(index: u32, name: &str, up: bool) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            up,
+            carrier: up,
+            loopback: name == "lo",
+            mac: None,
+        }
+    }
+
+    fn addr(index: u32, net: &str, secondary: bool) -> Address {
+        Address {
+            index,
+            net: net.parse().unwrap(),
+            secondary,
+            dynamic: false,
+        }
+    }
+
+    #[test]
+    fn primary_address_comes_before_secondary() {
+        let snap = Snapshot {
+            links: vec![link(2, "eth0", true)],
+            addrs: vec![
+                addr(2, "192.168.1.10/24", true),
+                addr(2, "192.168.1.254/24", false),
+            ],
+            default_route: None,
+        };
+        assert_eq!(
+            snap.ipv4_of("eth0"),
+            Some("192.168.1.254/24".parse().unwrap())
+        );
+        assert_eq!(snap.ipv4_of("eth9"), None);
+    }
+
+    #[test]
+    fn summary_marks_the_default_route_interface() {
+        let snap = Snapshot {
+            links: vec![
+                link(3, "eth1", true),
+                link(1, "lo", true),
+                link(2, "eth0", false),
+            ],
+            addrs: vec![addr(3, "203.0.113.210/24", false)],
+            default_route: Some(DefaultRoute {
+                gateway: Some(Ipv4Addr::new(203, 0, 113, 253)),
+                oif: 3,
+                metric: 0,
+            }),
+        };
+        let v = summary(&snap);
+        let names: Vec<&str> = v.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["lo", "eth0", "eth1"]);
+        assert!(v[2].default_route);
+        assert_eq!(v[2].gateway, Some(Ipv4Addr::new(203, 0, 113, 253)));
+        assert!(!v[1].default_route && !v[1].up);
+        assert!(v[0].loopback);
+    }
+
+    #[test]
+    fn first_nexthop_reads_ifindex_and_gateway() {
+        // rtnexthop {len 16, flags 0, hops 0, ifindex 7} + RTA_GATEWAY 192.0.2.1,
+        // then a second hop that must be ignored.
+        let mut b = Vec::new();
+        b.extend_from_slice(&16u16.to_ne_bytes());
+        b.extend_from_slice(&[0, 0]);
+        b.extend_from_slice(&7i32.to_ne_bytes());
+        b.extend_from_slice(&8u16.to_ne_bytes());
+        b.extend_from_slice(&u16::from(Rta::Gateway).to_ne_bytes());
+        b.extend_from_slice(&[192, 0, 2, 1]);
+        b.extend_from_slice(&8u16.to_ne_bytes());
+        b.extend_from_slice(&[0, 0]);
+        b.extend_from_slice(&9i32.to_ne_bytes());
+        assert_eq!(
+            first_nexthop(&b),
+            Some((7, Some(Ipv4Addr::new(192, 0, 2, 1))))
+        );
+        assert_eq!(first_nexthop(&b[..6]), None);
+    }
+}
