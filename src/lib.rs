@@ -9,5 +9,5 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod logging;
-pub mod paths;
 pub mod netinfo;
+pub mod paths;
