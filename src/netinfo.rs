@@ -160,6 +160,51 @@ pub fn summary(snap: &Snapshot) -> Vec<IfaceView> {
         .collect()
 }
 
+/// The interface table of `headnode status`: one line per interface, e.g.
+/// `eth1  up  52:54:00:12:34:56  203.0.113.210/24  default via 203.0.113.253`.
+pub fn format_summary(views: &[IfaceView]) -> String {
+    let rows: Vec<[String; 5]> = views
+        .iter()
+        .map(|v| {
+            let state = match (v.up, v.carrier) {
+                (false, _) => "down",
+                (true, false) if !v.loopback => "up, no carrier",
+                (true, _) => "up",
+            };
+            let addrs: Vec<String> = v.ipv4.iter().map(|a| a.to_string()).collect();
+            let route = match (v.default_route, v.gateway) {
+                (true, Some(g)) => format!("default via {g}"),
+                (true, None) => "default".to_string(),
+                (false, _) => String::new(),
+            };
+            [
+                v.name.clone(),
+                state.to_string(),
+                v.mac.map_or("-".to_string(), |m| m.to_string()),
+                if addrs.is_empty() {
+                    "-".into()
+                } else {
+                    addrs.join(" ")
+                },
+                route,
+            ]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
+    let widths = [width(0), width(1), width(2), width(3)];
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (cell, w) in r.iter().zip(widths) {
+            line.push_str(&format!("{cell:<w$}  "));
+        }
+        line.push_str(&r[4]);
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// The main IPv4 address of interface `ifname` as the kernel has it now.
 /// `None` when the interface does not exist, has no IPv4 address, or
 /// rtnetlink cannot be read (that failure is logged).
@@ -282,6 +327,8 @@ fn parse_link(m: &Ifinfomsg) -> Option<Link> {
     let mac = attrs
         .get_attribute(Ifla::Address)
         .and_then(|a| <[u8; 6]>::try_from(a.rta_payload().as_ref()).ok())
+        // lo reports 00:00:00:00:00:00, which is no hardware address.
+        .filter(|b| b.iter().any(|x| *x != 0))
         .map(Mac);
     let flags = m.ifi_flags();
     Some(Link {
@@ -440,6 +487,35 @@ mod tests {
         assert_eq!(v[2].gateway, Some(Ipv4Addr::new(203, 0, 113, 253)));
         assert!(!v[1].default_route && !v[1].up);
         assert!(v[0].loopback);
+    }
+
+    #[test]
+    fn summary_table_lines_up() {
+        let mut eth1 = link(3, "eth1", true);
+        eth1.mac = Some(Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+        let mut eth0 = link(2, "eth0", true);
+        eth0.carrier = false;
+        let snap = Snapshot {
+            links: vec![link(1, "lo", true), eth0, eth1, link(4, "eth2", false)],
+            addrs: vec![
+                addr(1, "127.0.0.1/8", false),
+                addr(2, "192.168.1.254/24", false),
+                addr(3, "203.0.113.210/24", false),
+                addr(3, "203.0.113.211/24", true),
+            ],
+            default_route: Some(DefaultRoute {
+                gateway: Some(Ipv4Addr::new(203, 0, 113, 253)),
+                oif: 3,
+                metric: 0,
+            }),
+        };
+        assert_eq!(
+            format_summary(&summary(&snap)),
+            "lo    up              -                  127.0.0.1/8\n\
+             eth0  up, no carrier  -                  192.168.1.254/24\n\
+             eth1  up              52:54:00:12:34:56  203.0.113.210/24 203.0.113.211/24  default via 203.0.113.253\n\
+             eth2  down            -                  -\n"
+        );
     }
 
     #[test]
