@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod firewall;
 pub mod logging;
 pub mod netinfo;
 pub mod paths;
