@@ -6,6 +6,7 @@
 //! returns, so the decisions built on it (`headnode init`'s interface choice,
 //! `status`'s view) are pure and unit-tested.
 
+use crate::config::Config;
 use crate::config::model::Mac;
 use ipnet::Ipv4Net;
 use neli::{
@@ -201,6 +202,69 @@ pub fn format_summary(views: &[IfaceView]) -> String {
         line.push_str(&r[4]);
         out.push_str(line.trim_end());
         out.push('\n');
+    }
+    out
+}
+
+/// Where the live interfaces disagree with the config, one sentence each, for
+/// `status` (and as a preflight before apply or DHCP). Empty when all is well.
+pub fn problems(cfg: &Config, snap: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    let sides = [
+        ("public", cfg.public.name.as_str(), cfg.public.address),
+        (
+            "private",
+            cfg.private.name.as_str(),
+            Some(cfg.private.address),
+        ),
+    ];
+    for (side, name, want) in sides {
+        let Some(link) = snap.link(name) else {
+            out.push(format!("the {side} interface {name} does not exist"));
+            continue;
+        };
+        if !link.up {
+            out.push(format!("the {side} interface {name} is down"));
+        } else if !link.carrier {
+            out.push(format!(
+                "the {side} interface {name} has no carrier (cable, peer down?)"
+            ));
+        }
+        let have: Vec<Ipv4Net> = snap.addrs_of(link.index).iter().map(|a| a.net).collect();
+        match want {
+            Some(w) if !have.contains(&w) => out.push(format!(
+                "the {side} interface {name} should have {w} but has {}",
+                if have.is_empty() {
+                    "no IPv4 address".to_string()
+                } else {
+                    have.iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )),
+            None if have.is_empty() => out.push(format!(
+                "the {side} interface {name} has no IPv4 address to use for address = \"auto\""
+            )),
+            _ => {}
+        }
+    }
+    match (snap.default_route, snap.default_link()) {
+        (None, _) => out.push("there is no IPv4 default route".to_string()),
+        (Some(r), Some(l)) if l.name == cfg.private.name => out.push(format!(
+            "the default route leaves through the private interface {}{}",
+            l.name,
+            r.gateway.map_or(String::new(), |g| format!(" (via {g})"))
+        )),
+        (Some(r), _) => {
+            if let (Some(want), Some(have)) = (cfg.public.gateway, r.gateway)
+                && want != have
+            {
+                out.push(format!(
+                    "the config's public gateway is {want} but the default route goes via {have}"
+                ));
+            }
+        }
     }
     out
 }
@@ -515,6 +579,75 @@ mod tests {
              eth0  up, no carrier  -                  192.168.1.254/24\n\
              eth1  up              52:54:00:12:34:56  203.0.113.210/24 203.0.113.211/24  default via 203.0.113.253\n\
              eth2  down            -                  -\n"
+        );
+    }
+
+    fn origin_config() -> Config {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/origin/headnode.toml");
+        crate::config::load(std::path::Path::new(path)).unwrap()
+    }
+
+    /// The origin box as the config describes it.
+    fn origin_snapshot() -> Snapshot {
+        Snapshot {
+            links: vec![
+                link(1, "lo", true),
+                link(2, "eth0", true),
+                link(3, "eth1", true),
+            ],
+            addrs: vec![
+                addr(2, "192.168.1.254/24", false),
+                addr(3, "203.0.113.210/24", false),
+            ],
+            default_route: Some(DefaultRoute {
+                gateway: Some(Ipv4Addr::new(203, 0, 113, 253)),
+                oif: 3,
+                metric: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn no_problems_when_the_box_matches_the_config() {
+        assert_eq!(
+            problems(&origin_config(), &origin_snapshot()),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn problems_name_interface_and_difference() {
+        let cfg = origin_config();
+        let mut snap = origin_snapshot();
+        snap.links[1].carrier = false;
+        snap.addrs[0] = addr(2, "10.0.0.1/24", false);
+        snap.links.retain(|l| l.name != "eth1");
+        snap.default_route = Some(DefaultRoute {
+            gateway: Some(Ipv4Addr::new(10, 0, 0, 254)),
+            oif: 2,
+            metric: 0,
+        });
+        assert_eq!(
+            problems(&cfg, &snap),
+            [
+                "the public interface eth1 does not exist",
+                "the private interface eth0 has no carrier (cable, peer down?)",
+                "the private interface eth0 should have 192.168.1.254/24 but has 10.0.0.1/24",
+                "the default route leaves through the private interface eth0 (via 10.0.0.254)",
+            ]
+        );
+        let mut snap = origin_snapshot();
+        snap.default_route = snap.default_route.map(|mut r| {
+            r.gateway = Some(Ipv4Addr::new(203, 0, 113, 1));
+            r
+        });
+        snap.links[1].up = false;
+        assert_eq!(
+            problems(&cfg, &snap),
+            [
+                "the private interface eth0 is down",
+                "the config's public gateway is 203.0.113.253 but the default route goes via 203.0.113.1",
+            ]
         );
     }
 
