@@ -280,3 +280,86 @@ fn dhcp_assigned_public_address_is_read_at_apply() {
     let cfg = headnode::config::parse(&printed, Path::new("stdout")).unwrap();
     assert_eq!(cfg.public.address, None);
 }
+
+/// Listens on the given ports for at most 30 s and greets every connection.
+const LISTENER: &str = r#"
+import socket, sys, time
+socks = []
+for p in sys.argv[1:]:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(p)))
+    s.listen()
+    s.settimeout(0.1)
+    socks.append(s)
+end = time.time() + 30
+while time.time() < end:
+    for s in socks:
+        try:
+            c, _ = s.accept()
+            c.sendall(b"hi\n")
+            c.close()
+        except socket.timeout:
+            pass
+"#;
+
+/// Connects with a 1 s timeout; exit 0 only if the greeting arrives.
+const CONNECT: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)
+sys.exit(0 if s.recv(3) == b"hi\n" else 1)
+"#;
+
+/// The rule init writes for the SSH session really keeps that port reachable
+/// once the firewall built from the written config is loaded, while other
+/// ports from net are dropped.
+#[test]
+fn ssh_port_stays_reachable_through_the_applied_firewall() {
+    let test = "ssh_port_stays_reachable_through_the_applied_firewall";
+    if !common::can_netns(test) || !common::have(test, "nft") || !common::have(test, "python3") {
+        return;
+    }
+    let mut b = head_node(true);
+    let file = b.dir.join("headnode.toml");
+    let ssh = "198.51.100.1 50122 198.51.100.10 2222";
+    let out = b.init(&["--output", file.to_str().unwrap()], Some(ssh));
+    assert!(out.status.success(), "{}", text(&out));
+    let cfg = headnode::config::load(&file).unwrap();
+    let json = serde_json::to_string(&headnode::firewall::ruleset(&cfg, None).unwrap()).unwrap();
+    let mut nft =
+        b.ns.cmd(&["nft", "-j", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("nft");
+    use std::io::Write as _;
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(json.as_bytes())
+        .unwrap();
+    let applied = nft.wait_with_output().unwrap();
+    assert!(
+        applied.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    b.ns.spawn(&["python3", "-c", LISTENER, "2222", "2223"]);
+    let reach = |port: &str| {
+        b.peer
+            .run(&["python3", "-c", CONNECT, "198.51.100.10", port])
+            .status
+            .success()
+    };
+    assert!(
+        common::wait_for(std::time::Duration::from_secs(5), || reach("2222")
+            .then_some(()))
+        .is_some(),
+        "tcp 2222 (the SSH session's port) is not reachable from net"
+    );
+    assert!(
+        !reach("2223"),
+        "tcp 2223 is reachable from net: the firewall is not in effect"
+    );
+}
