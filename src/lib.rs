@@ -9,6 +9,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod firewall;
+pub mod health;
+pub mod ipvs;
 pub mod logging;
 pub mod netinfo;
 pub mod paths;
