@@ -2,6 +2,7 @@
 //! code and the adapters. Errors carry their cause chain; `exit_code` maps
 //! them to 1 (invalid input) or 2 (runtime failure).
 
+mod balancer;
 mod check;
 mod init;
 
@@ -19,6 +20,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Check(args) => check::run(path, &args),
         Command::Init(args) => init::run(path, &args),
+        Command::Plan(args) => balancer::plan(path, &args),
+        Command::Apply(args) => balancer::apply(path, &args),
         other => Err(anyhow::anyhow!(
             "`{}` is not available in this build yet",
             format!("{other:?}")

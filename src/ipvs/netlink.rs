@@ -48,10 +48,10 @@ impl Handle {
                             )
                         }
                     })
-                    .unwrap_or_else(|e| format!("modprobe: {e}"));
+                    .unwrap_or_else(|e| format!("running modprobe: {e}"));
                 router
                     .resolve_genl_family(wire::FAMILY_NAME)
-                    .map_err(|_| Error::NoIpvs(format!("{first}; {modprobe}")))?
+                    .map_err(|_| Error::NoIpvs(format!("{}; {modprobe}", short(first))))?
             }
         };
         Ok(Handle { router, family })
@@ -138,6 +138,21 @@ impl Handle {
             msg.map_err(|e| kernel_err("flush", e))?;
         }
         Ok(())
+    }
+}
+
+/// A router error without neli's full message dump.
+fn short<T, P>(e: neli::err::RouterError<T, P>) -> String
+where
+    T: std::fmt::Debug,
+    P: std::fmt::Debug,
+{
+    match e {
+        neli::err::RouterError::Nlmsgerr(m) => format!(
+            "resolving generic netlink family IPVS: {}",
+            std::io::Error::from_raw_os_error(m.error().abs())
+        ),
+        other => other.to_string(),
     }
 }
 

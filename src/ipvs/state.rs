@@ -7,8 +7,6 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-/// Default state directory; `HEADNODE_STATE_DIR` overrides it.
-pub const DEFAULT_DIR: &str = "/var/lib/headnode";
 const FILE: &str = "ipvs-owned";
 
 pub struct Store {
@@ -17,9 +15,8 @@ pub struct Store {
 
 impl Store {
     pub fn from_env() -> Store {
-        let dir = std::env::var_os("HEADNODE_STATE_DIR").unwrap_or_else(|| DEFAULT_DIR.into());
         Store {
-            path: PathBuf::from(dir).join(FILE),
+            path: crate::paths::state_dir().join(FILE),
         }
     }
 

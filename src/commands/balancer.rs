@@ -1,0 +1,67 @@
+//! The balancer (IPVS) part of `headnode plan` and `headnode apply`. The
+//! firewall's ruleset and sysctls come before it in apply (sysctls →
+//! ruleset → IPVS), so the marks IPVS matches on exist when it starts.
+
+use crate::cli::{ApplyArgs, PlanArgs};
+use crate::config::Config;
+use crate::config::model::{Backend, VirtualKey};
+use crate::health::HealthMap;
+use crate::ipvs;
+use std::path::Path;
+
+/// A service on the public address cannot be planned before that address is known.
+fn check_public(cfg: &Config) -> anyhow::Result<()> {
+    let unresolved =
+        cfg.balancer.services.iter().find(
+            |s| matches!(s.key, VirtualKey::Addr { address, .. } if address.is_unspecified()),
+        );
+    if let Some(s) = unresolved {
+        return Err(super::InvalidInput(format!(
+            "service \"{}\" ({}) is on the public address, which is \"auto\" and not known yet; \
+             write the address in [interfaces.public] or use a fwmark service",
+            s.name, s.origin
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+pub fn plan(path: &Path, args: &PlanArgs) -> anyhow::Result<()> {
+    let cfg = super::load_config(path)?;
+    check_public(&cfg)?;
+    let text = ipvs::plan_text(&cfg, &HealthMap::default());
+    if args.json {
+        let v = serde_json::json!({ "ipvs": text.lines().collect::<Vec<_>>() });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+pub fn apply(path: &Path, _args: &ApplyArgs) -> anyhow::Result<()> {
+    let cfg = super::load_config(path)?;
+    check_public(&cfg)?;
+    let report = match ipvs::reconcile(&cfg, &HealthMap::default()) {
+        Ok(r) => r,
+        Err(ipvs::Error::NoIpvs(why)) if cfg.balancer.backend == Backend::Auto => {
+            tracing::warn!(%why, "the kernel has no IPVS; balancer backend auto leaves IPVS alone");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for (k, v) in &report.sysctls {
+        println!("sysctl {k} = {v}");
+    }
+    print!("{}", ipvs::render_ops(&report.applied));
+    if report.is_noop() {
+        println!("ipvs: no changes");
+    }
+    if !report.failed.is_empty() {
+        for (op, e) in &report.failed {
+            eprintln!("ipvs: ipvsadm {op}: {e}");
+        }
+        anyhow::bail!("{} IPVS change(s) failed", report.failed.len());
+    }
+    Ok(())
+}
