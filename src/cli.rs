@@ -51,6 +51,9 @@ pub enum Command {
     Leases(JsonArgs),
     /// Translate a legacy dhcpd + shorewall + ipvsadm setup into a headnode config.
     Import(ImportArgs),
+    /// Write the man page or a shell completion script (used to build the package).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -123,4 +126,22 @@ pub struct ImportArgs {
     /// Write the config here (default: stdout).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to generate.
+    #[arg(value_enum)]
+    pub kind: GenerateKind,
+    /// Directory to write into, under the conventional file name (default: stdout).
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GenerateKind {
+    /// The man page, headnode.8.
+    Man,
+    Bash,
+    Zsh,
+    Fish,
 }

@@ -5,6 +5,7 @@
 mod balancer;
 mod check;
 mod init;
+mod generate;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => init::run(path, &args),
         Command::Plan(args) => balancer::plan(path, &args),
         Command::Apply(args) => balancer::apply(path, &args),
+        Command::Generate(args) => generate::run(&args),
         other => Err(anyhow::anyhow!(
             "`{}` is not available in this build yet",
             format!("{other:?}")
