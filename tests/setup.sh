@@ -3,7 +3,8 @@
 # Idempotent: skips what is already there. Run as root.
 set -euo pipefail
 pkgs=(nftables iproute2 isc-dhcp-client udhcpc dhcpcd-base busybox-static ipvsadm
-      python3 qemu-system-x86 cpio gzip procps curl)
+      python3 qemu-system-x86 cpio gzip procps curl
+      lintian debootstrap file man-db)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Package smoke test: build the .deb, lint it, install it with apt into a fresh
+# Debian 12 root (debootstrap minbase), and use it there the way an admin
+# would on a new box. Root only; called by tests/run.sh.
+#
+# The debootstrapped base root is cached in $HEADNODE_TEST_CACHE
+# (/var/cache/headnode-tests) and each run gets a throwaway overlay on top of
+# it, so reruns skip debootstrap. Downloaded .debs are cached there too.
+# Nothing touches the host's network: init runs in a namespace of its own.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "SKIP deb: needs root (debootstrap, chroot, mounts)"
+    exit 0
+fi
+for prog in debootstrap lintian; do
+    command -v "$prog" >/dev/null || { echo "FAIL deb: $prog missing, run tests/setup.sh"; exit 1; }
+done
+
+cache=${HEADNODE_TEST_CACHE:-/var/cache/headnode-tests}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+base=$cache/bookworm-minbase
+started=$SECONDS
+passed=0
+failed=0
+
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+# check NAME CMD...: runs CMD, PASS if it succeeds, else FAIL with its output.
+check() {
+    local name=$1 out
+    shift
+    if out=$("$@" 2>&1); then
+        pass "$name"
+    else
+        fail "$name"
+        printf '%s\n' "$out" | tail -n 25 | sed 's/^/    /'
+    fi
+}
+summary() {
+    echo "deb: $passed passed, $failed failed ($((SECONDS - started))s)"
+    [[ $failed -eq 0 ]]
+}
+
+# --- build and lint ---------------------------------------------------------
+if ! deb=$(packaging/build-deb.sh 2>/tmp/headnode-deb-build.log | tail -n 1) || [[ ! -f $deb ]]; then
+    fail "build the .deb (packaging/build-deb.sh)"
+    tail -n 25 /tmp/headnode-deb-build.log | sed 's/^/    /'
+    summary
+    exit 1
+fi
+pass "build $(basename "$deb") ($(stat -c %s "$deb") bytes)"
+version=$(dpkg-deb -f "$deb" Version)
+bin=target/x86_64-unknown-linux-musl/release/headnode
+check "binary is static ($(stat -c %s "$bin") bytes)" \
+    bash -c "file -b '$bin' | grep -E 'static(-pie)? linked'"
+check "lintian: no errors or warnings" lintian --fail-on error,warning "$deb"
+check "package depends on nftables only" \
+    bash -c "[[ \$(dpkg-deb -f '$deb' Depends) == nftables ]]"
+check "no conffiles (the config is written by headnode init)" \
+    bash -c "! dpkg-deb -I '$deb' conffiles >/dev/null 2>&1"
+
+# --- a fresh Debian 12 root -------------------------------------------------
+mkdir -p "$cache/archives/partial"
+exec 9>"$cache/lock"
+flock 9 # one run at a time uses (and builds) the cache
+if [[ ! -e $base/.complete ]]; then
+    echo "deb: debootstrap bookworm minbase into $base (cached for next runs)"
+    rm -rf "$base.tmp"
+    # systemd (for systemd-analyze), man-db (man) and procps (/bin/kill, used
+    # by ExecReload) are on every real Debian install but not in minbase.
+    if ! debootstrap --variant=minbase --include=systemd,man-db,procps \
+        --cache-dir="$cache/archives" bookworm "$base.tmp" "$mirror" \
+        >/tmp/headnode-debootstrap.log 2>&1; then
+        fail "debootstrap bookworm"
+        tail -n 25 /tmp/headnode-debootstrap.log | sed 's/^/    /'
+        summary
+        exit 1
+    fi
+    touch "$base.tmp/.complete"
+    mv "$base.tmp" "$base"
+fi
+
+work=$(mktemp -d "$cache/run.XXXXXX")
+root=$work/root
+netns=hn-deb-$$
+mounts=()
+cleanup() {
+    ip netns del "$netns" 2>/dev/null
+    local i
+    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+        umount -l "${mounts[i]}" 2>/dev/null
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$root" "$work/upper" "$work/work"
+if mount -t overlay overlay \
+    -o "lowerdir=$base,upperdir=$work/upper,workdir=$work/work" "$root" 2>/dev/null; then
+    mounts+=("$root")
+else
+    cp -a "$base/." "$root/" # no overlayfs here: a full copy is slower but as fresh
+fi
+mount -t proc proc "$root/proc" && mounts+=("$root/proc")
+mount --bind "$cache/archives" "$root/var/cache/apt/archives" && mounts+=("$root/var/cache/apt/archives")
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+# A chroot must not start services (there is no systemd running anyway).
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod 755 "$root/usr/sbin/policy-rc.d"
+in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/root "$@"; }
+
+# --- install ----------------------------------------------------------------
+cp "$deb" "$root/tmp/"
+pkg=/tmp/$(basename "$deb")
+# The base's package lists may be older than the mirror: refresh on failure.
+apt_install() {
+    in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg"
+}
+if out=$(apt_install 2>&1) || out=$(in_root apt-get update -q 2>&1 && apt_install 2>&1); then
+    pass "apt installs the .deb with its dependencies"
+else
+    fail "apt installs the .deb with its dependencies"
+    printf '%s\n' "$out" | tail -n 25 | sed 's/^/    /'
+    summary
+    exit 1
+fi
+check "nftables came in as a dependency" in_root dpkg -s nftables
+check "headnode --version" bash -c "[[ \$(chroot '$root' headnode --version) == 'headnode ${version%-*}' ]]"
+check "installing writes no config" test ! -e "$root/etc/headnode/headnode.toml"
+check "/etc/headnode is 0750 root:root" \
+    bash -c "[[ \$(stat -c '%a %U:%G' '$root/etc/headnode') == '750 root:root' ]]"
+check "headnode.service enabled (waits for the config)" in_root systemctl is-enabled headnode.service
+check "headnode-nftables.service enabled (wanted by nftables.service)" \
+    in_root systemctl is-enabled headnode-nftables.service
+check "ip_vs in modules-load.d" grep -qx ip_vs "$root/usr/lib/modules-load.d/headnode.conf"
+
+# --- use it -----------------------------------------------------------------
+# init reads interfaces and routes: give it a namespace shaped like the origin
+# head node (eth1 public with the default route, eth0 private).
+ip netns add "$netns"
+ip -n "$netns" link add eth0 type veth peer name eth0p
+ip -n "$netns" link add eth1 type veth peer name eth1p
+ip -n "$netns" addr add 192.168.1.254/24 dev eth0
+ip -n "$netns" addr add 203.0.113.210/24 dev eth1
+for l in lo eth0 eth0p eth1 eth1p; do ip -n "$netns" link set "$l" up; done
+ip -n "$netns" route add default via 203.0.113.253
+if out=$(ip netns exec "$netns" chroot "$root" headnode init --dry-run 2>&1) \
+    && grep -q '"eth1"' <<<"$out" && grep -q '"eth0"' <<<"$out"; then
+    pass "headnode init --dry-run picks eth1 public, eth0 private"
+    printf '%s\n' "$out" >"$root/tmp/init.toml"
+    check "the config init wrote passes headnode check" \
+        ip netns exec "$netns" chroot "$root" headnode check -c /tmp/init.toml
+else
+    fail "headnode init --dry-run picks eth1 public, eth0 private"
+    printf '%s\n' "$out" | tail -n 25 | sed 's/^/    /'
+fi
+install -m 0640 fixtures/origin/headnode.toml "$root/etc/headnode/headnode.toml"
+check "headnode check (origin config at the default path)" in_root headnode check
+check "man headnode" bash -c "chroot '$root' env MANWIDTH=80 man -P cat headnode | grep -q 'headnode-init(8)'"
+check "man headnode-init" bash -c "chroot '$root' env MANWIDTH=80 man -P cat 8 headnode-init | grep -q -- '--dry-run'"
+check "bash completion loads" \
+    in_root bash -c '. /usr/share/bash-completion/completions/headnode && complete -p headnode'
+units=(/usr/lib/systemd/system/headnode.service /usr/lib/systemd/system/headnode-nftables.service)
+check "systemd-analyze verify" \
+    bash -c "out=\$(chroot '$root' systemd-analyze verify ${units[*]} 2>&1); printf '%s\n' \"\$out\"; [[ -z \$out ]]"
+for u in "${units[@]}"; do
+    score=$(in_root systemd-analyze security --offline=yes "$u" 2>&1 | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
+    # 2.3 when written; fail on a regression that loosens the sandbox.
+    check "systemd-analyze security $(basename "$u"): ${score:-?} (at most 2.5)" \
+        in_root systemd-analyze security --offline=yes --threshold=25 "$u"
+done
+
+# --- remove -----------------------------------------------------------------
+check "apt purge headnode" in_root env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q headnode
+check "purge keeps the admin's config" test -e "$root/etc/headnode/headnode.toml"
+check "purge disables the units" test ! -e "$root/etc/systemd/system/multi-user.target.wants/headnode.service"
+
+summary
