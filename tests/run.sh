@@ -10,3 +10,4 @@ else
 fi
 cargo build --quiet --all-targets
 cargo test --all-targets 2>&1 | tee /tmp/headnode-test.log
+[[ $(id -u) -ne 0 ]] || bash tests/deb.sh   # the .deb in a fresh Debian 12 root

@@ -4,8 +4,8 @@
 
 mod balancer;
 mod check;
-mod init;
 mod generate;
+mod init;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
