@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dhcp;
 pub mod firewall;
 pub mod health;
 pub mod ipvs;

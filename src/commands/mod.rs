@@ -4,8 +4,10 @@
 
 mod balancer;
 mod check;
+mod dhcp;
 mod generate;
 mod init;
+mod leases;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
@@ -24,6 +26,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => balancer::plan(path, &args),
         Command::Apply(args) => balancer::apply(path, &args),
         Command::Generate(args) => generate::run(&args),
+        Command::Dhcp => dhcp::run(path),
+        Command::Leases(args) => leases::run(path, &args),
         other => Err(anyhow::anyhow!(
             "`{}` is not available in this build yet",
             format!("{other:?}")

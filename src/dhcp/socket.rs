@@ -1,0 +1,118 @@
+//! The UDP socket on the private interface, and carrying out a `Target`.
+//!
+//! `SO_BINDTODEVICE` is what keeps the server off the public side: the
+//! kernel delivers only packets that arrived on the named interface.
+
+use super::target::Target;
+use crate::config::model::Mac;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+
+pub const SERVER_PORT: u16 = 67;
+pub const CLIENT_PORT: u16 = 68;
+
+/// Bind 0.0.0.0:67 on `ifname` only.
+pub fn bind(ifname: &str) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    s.bind_device(Some(ifname.as_bytes()))?;
+    // Room for a burst while a batch is being answered; the kernel caps it
+    // at net.core.rmem_max, which is fine.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT).into())?;
+    Ok(s.into())
+}
+
+/// The interface that holds the IPv4 default route, from /proc/net/route.
+pub fn default_route_interface() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/net/route").ok()?;
+    parse_default_route(&text)
+}
+
+fn parse_default_route(text: &str) -> Option<String> {
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+        (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_string())
+    })
+}
+
+/// Put `ip → mac` in the neighbour table of `ifname` so a unicast reply
+/// reaches a client that cannot answer ARP yet (dnsmasq and dora do this).
+fn inject_arp(sock: &impl AsRawFd, ifname: &str, ip: Ipv4Addr, mac: Mac) -> io::Result<()> {
+    // SAFETY: arpreq is plain old data; all-zero is a valid value.
+    let mut req: libc::arpreq = unsafe { std::mem::zeroed() };
+    let pa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in fits in sockaddr (both 16 bytes); copied bytewise.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (&pa as *const libc::sockaddr_in).cast::<u8>(),
+            (&mut req.arp_pa as *mut libc::sockaddr).cast::<u8>(),
+            std::mem::size_of::<libc::sockaddr_in>(),
+        );
+    }
+    req.arp_ha.sa_family = libc::ARPHRD_ETHER;
+    for (d, s) in req.arp_ha.sa_data.iter_mut().zip(mac.0) {
+        *d = s as libc::c_char;
+    }
+    req.arp_flags = libc::ATF_COM;
+    for (d, s) in req.arp_dev.iter_mut().zip(ifname.bytes().take(15)) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCSARP reads a valid arpreq that lives across the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSARP, &req) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Send a reply where RFC 2131 §4.1 says. A hardware-unicast reply falls
+/// back to broadcast when the neighbour entry cannot be set.
+pub fn send(
+    sock: &tokio::net::UdpSocket,
+    ifname: &str,
+    target: Target,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let to = match target {
+        Target::Relay(ip) => SocketAddrV4::new(ip, SERVER_PORT),
+        Target::Client(ip) => SocketAddrV4::new(ip, CLIENT_PORT),
+        Target::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
+        Target::Hardware { mac, ip } => match inject_arp(sock, ifname, ip, mac) {
+            Ok(()) => SocketAddrV4::new(ip, CLIENT_PORT),
+            Err(e) => {
+                tracing::debug!(%ip, %mac, "cannot set neighbour entry ({e}); broadcasting");
+                SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT)
+            }
+        },
+    };
+    sock.try_send_to(bytes, to.into()).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_default_route_interface() {
+        let t = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                 eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                 eth1\t00000000\t0171A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+        assert_eq!(parse_default_route(t).as_deref(), Some("eth1"));
+        assert_eq!(parse_default_route(&t[..t.find("eth1").unwrap_or(0)]), None);
+    }
+}

@@ -1,0 +1,203 @@
+//! What the server hands out, computed once from the config: the option
+//! values already in wire form, reservations in a hash map by MAC. Replies
+//! then only copy bytes, whatever the number of reservations.
+
+use crate::config::Config;
+use crate::config::model::{Host, Mac, Pool};
+use ipnet::Ipv4Net;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// Option values in wire form, looked up by code. Small (a dozen entries),
+/// so a sorted vector beats any map.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OptionSet {
+    values: Vec<(u8, Box<[u8]>)>,
+}
+
+impl OptionSet {
+    pub fn get(&self, code: u8) -> Option<&[u8]> {
+        self.values
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, v)| &v[..])
+    }
+    fn set(&mut self, code: u8, value: Vec<u8>) {
+        match self.values.binary_search_by_key(&code, |(c, _)| *c) {
+            Ok(i) => self.values[i].1 = value.into(),
+            Err(i) => self.values.insert(i, (code, value.into())),
+        }
+    }
+    pub fn codes(&self) -> impl Iterator<Item = u8> + '_ {
+        self.values.iter().map(|(c, _)| *c)
+    }
+}
+
+/// One `[[host]]`, ready to answer.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub name: Box<str>,
+    pub address: Ipv4Addr,
+    pub lease_time: Option<u32>,
+    /// Per-host values (host name, DNS, domain, PXE) that win over the globals.
+    pub options: OptionSet,
+    pub siaddr: Option<Ipv4Addr>,
+    pub file: Option<Box<[u8]>>,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub interface: String,
+    pub server_ip: Ipv4Addr,
+    pub net: Ipv4Net,
+    pub lease_time: u32,
+    pub max_lease_time: u32,
+    pub pool: Option<Pool>,
+    pub options: OptionSet,
+    pub siaddr: Ipv4Addr,
+    pub file: Option<Box<[u8]>>,
+    pub hosts: HashMap<Mac, Reservation>,
+    /// Reserved address → MAC, to keep the pool off reserved addresses.
+    pub reserved: HashMap<Ipv4Addr, Mac>,
+}
+
+/// Seconds for the wire, saturating below 0xffffffff ("infinite").
+fn secs(d: Duration) -> u32 {
+    d.as_secs().min(u64::from(u32::MAX - 1)) as u32
+}
+
+fn addrs(list: &[Ipv4Addr]) -> Vec<u8> {
+    list.iter().flat_map(|a| a.octets()).collect()
+}
+
+/// RFC 1035 name encoding without compression (RFC 3397 allows it, and
+/// clients must accept the uncompressed form).
+fn dns_names(names: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for n in names {
+        for label in n.trim_end_matches('.').split('.') {
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
+        }
+        out.push(0);
+    }
+    out
+}
+
+impl Tables {
+    pub fn new(cfg: &Config) -> Tables {
+        let d = &cfg.dhcp;
+        let net = cfg.private.address;
+        let mut options = OptionSet::default();
+        options.set(1, net.netmask().octets().to_vec());
+        options.set(28, net.broadcast().octets().to_vec());
+        if !d.routers.is_empty() {
+            options.set(3, addrs(&d.routers));
+        }
+        if !d.dns_servers.is_empty() {
+            options.set(6, addrs(&d.dns_servers));
+        }
+        if let Some(n) = &d.domain_name {
+            options.set(15, n.as_bytes().to_vec());
+        }
+        if !d.ntp_servers.is_empty() {
+            options.set(42, addrs(&d.ntp_servers));
+        }
+        if !d.domain_search.is_empty() {
+            options.set(119, dns_names(&d.domain_search));
+        }
+        if let Some(ns) = d.next_server {
+            options.set(66, ns.to_string().into_bytes());
+        }
+        if let Some(f) = &d.filename {
+            options.set(67, f.as_bytes().to_vec());
+        }
+        let hosts: HashMap<Mac, Reservation> = cfg
+            .hosts
+            .iter()
+            .map(|h| (h.mac, Reservation::new(h)))
+            .collect();
+        let reserved = cfg.hosts.iter().map(|h| (h.address, h.mac)).collect();
+        Tables {
+            interface: cfg.private.name.clone(),
+            server_ip: cfg.private_ip(),
+            net: net.trunc(),
+            lease_time: secs(d.lease_time),
+            max_lease_time: secs(d.max_lease_time),
+            pool: d.pool,
+            options,
+            siaddr: d.next_server.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            file: d.filename.as_ref().map(|f| f.as_bytes().into()),
+            hosts,
+            reserved,
+        }
+    }
+
+    /// The value of `code` for this client: its reservation's first.
+    pub fn option<'a>(&'a self, host: Option<&'a Reservation>, code: u8) -> Option<&'a [u8]> {
+        host.and_then(|h| h.options.get(code))
+            .or_else(|| self.options.get(code))
+    }
+
+    /// Lease time for a client that asked for `asked` seconds (option 51).
+    pub fn lease_for(&self, host: Option<&Reservation>, asked: Option<u32>) -> u32 {
+        let default = host.and_then(|h| h.lease_time).unwrap_or(self.lease_time);
+        match asked {
+            // Below a minute clients renew in a storm; above the cap is not ours to give.
+            Some(a) => a.clamp(60.min(default), self.max_lease_time.max(default)),
+            None => default,
+        }
+    }
+
+    /// May the pool hand out `ip`? (In the pool, not reserved, not ours.)
+    pub fn poolable(&self, ip: Ipv4Addr) -> bool {
+        self.pool.is_some_and(|p| p.contains(ip))
+            && ip != self.server_ip
+            && !self.reserved.contains_key(&ip)
+    }
+}
+
+impl Reservation {
+    fn new(h: &Host) -> Reservation {
+        let mut options = OptionSet::default();
+        options.set(12, h.name.as_bytes().to_vec());
+        if let Some(dns) = &h.dns_servers {
+            options.set(6, addrs(dns));
+        }
+        if let Some(n) = &h.domain_name {
+            options.set(15, n.as_bytes().to_vec());
+        }
+        if let Some(ns) = h.next_server {
+            options.set(66, ns.to_string().into_bytes());
+        }
+        if let Some(f) = &h.filename {
+            options.set(67, f.as_bytes().to_vec());
+        }
+        Reservation {
+            name: h.name.as_str().into(),
+            address: h.address,
+            lease_time: h.lease_time.map(secs),
+            options,
+            siaddr: h.next_server,
+            file: h.filename.as_ref().map(|f| f.as_bytes().into()),
+            line: h.line,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_search_is_rfc1035_encoded() {
+        let v = dns_names(&["a.example.com".into(), "b.org.".into()]);
+        assert_eq!(
+            v,
+            b"\x01a\x07example\x03com\x00\x01b\x03org\x00".to_vec(),
+            "labels with length prefixes, each name ends with the root"
+        );
+    }
+}

@@ -1,0 +1,472 @@
+//! `headnode dhcp` against real DHCP clients (busybox udhcpc, ISC dhclient,
+//! dhcpcd), each in its own namespace on its own veth, checked from the
+//! client side. Root only; each test builds its own namespaces.
+
+mod common;
+
+use common::{Netns, can_netns, have, headnode, veth, wait_for};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+const NODE1: &str = "00:12:34:56:78:91";
+const NODE2: &str = "00:12:34:56:78:92";
+const NODE3: &str = "00:12:34:56:78:93";
+const STRANGER: &str = "02:aa:bb:cc:dd:01";
+
+/// The server namespace: `lan0` (private, 192.168.77.1/24) and `wan0`
+/// (public, holds the default route), plus a config and lease file.
+struct Lan {
+    srv: Netns,
+    dir: PathBuf,
+    log: PathBuf,
+    pid: Option<u32>,
+}
+
+fn config(extra_dhcp: &str, hosts: &str) -> String {
+    format!(
+        r#"
+[interfaces.public]
+name = "wan0"
+address = "203.0.113.2/24"
+gateway = "203.0.113.1"
+
+[interfaces.private]
+name = "lan0"
+address = "192.168.77.1/24"
+
+[dhcp]
+dns_servers = ["192.168.77.53", "192.168.77.54"]
+domain_name = "cluster.test"
+domain_search = ["cluster.test"]
+lease_time = "10m"
+lease_file = "LEASES"
+{extra_dhcp}
+
+[firewall]
+enabled = false
+
+[[host]]
+name = "node1"
+mac = "{NODE1}"
+address = "192.168.77.11"
+
+[[host]]
+name = "node2"
+mac = "{NODE2}"
+address = "192.168.77.12"
+
+[[host]]
+name = "node3"
+mac = "{NODE3}"
+address = "192.168.77.13"
+{hosts}
+"#
+    )
+}
+
+impl Lan {
+    fn new(test: &str) -> Lan {
+        let srv = Netns::new("dhcp");
+        let dir = std::env::temp_dir().join(format!("hn-dhcp-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log = dir.join("server.log");
+        Lan {
+            srv,
+            dir,
+            log,
+            pid: None,
+        }
+    }
+
+    fn write_config(&self, extra_dhcp: &str, hosts: &str) -> PathBuf {
+        let path = self.dir.join("headnode.toml");
+        let leases = self.dir.join("leases");
+        let text = config(extra_dhcp, hosts).replace("LEASES", &leases.to_string_lossy());
+        std::fs::write(&path, text).expect("config");
+        path
+    }
+
+    /// A client namespace on its own veth to `lan0` (or `wan0`), with `mac`.
+    fn client(&self, srv_if: &str, cli_if: &str, mac: &str) -> Netns {
+        let cli = Netns::new("dhcp");
+        let addr = match srv_if {
+            "wan0" => Some("203.0.113.2/24"),
+            _ => Some("192.168.77.1/24"),
+        };
+        // Only the first veth on each side carries the address; more clients
+        // hang off a bridge so the server keeps one private interface.
+        let have_if = self
+            .srv
+            .run(&["ip", "link", "show", srv_if])
+            .status
+            .success();
+        if have_if {
+            let port = format!("p{cli_if}");
+            veth(&self.srv, &port, None, &cli, cli_if, None);
+            self.srv.ok(&["ip", "link", "set", &port, "master", srv_if]);
+        } else {
+            self.srv
+                .ok(&["ip", "link", "add", srv_if, "type", "bridge"]);
+            if let Some(a) = addr {
+                self.srv.ok(&["ip", "addr", "add", a, "dev", srv_if]);
+            }
+            self.srv.ok(&["ip", "link", "set", srv_if, "up"]);
+            let port = format!("p{cli_if}");
+            veth(&self.srv, &port, None, &cli, cli_if, None);
+            self.srv.ok(&["ip", "link", "set", &port, "master", srv_if]);
+            if srv_if == "wan0" {
+                self.srv
+                    .ok(&["ip", "route", "add", "default", "via", "203.0.113.1"]);
+            }
+        }
+        cli.ok(&["ip", "link", "set", cli_if, "down"]);
+        cli.ok(&["ip", "link", "set", cli_if, "address", mac]);
+        cli.ok(&["ip", "link", "set", cli_if, "up"]);
+        cli
+    }
+
+    /// Start `headnode dhcp` and wait until it serves.
+    fn start(&mut self, config: &Path) {
+        let pid = self.srv.spawn_logged(
+            &[
+                &headnode().to_string_lossy(),
+                "-c",
+                &config.to_string_lossy(),
+                "-v",
+                "dhcp",
+            ],
+            &self.log,
+        );
+        self.pid = Some(pid);
+        let up = wait_for(Duration::from_secs(10), || {
+            self.log_text().contains("DHCP serving").then_some(())
+        });
+        assert!(up.is_some(), "server did not start:\n{}", self.log_text());
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.pid.expect("started").to_string();
+        let st = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("server log:\n{}", self.log_text());
+        }
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// udhcpc with a script that applies the lease and writes what it got.
+fn udhcpc(cli: &Netns, iface: &str, dir: &Path, tries: u32) -> (Output, String) {
+    let script = dir.join(format!("udhcpc-{iface}.sh"));
+    let out = dir.join(format!("udhcpc-{iface}.env"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in bound|renew)\n  ip addr flush dev \"$interface\"\n  \
+             ip addr add \"$ip/$mask\" dev \"$interface\"\n  \
+             [ -n \"$router\" ] && ip route replace default via \"${{router%% *}}\" dev \"$interface\"\n  \
+             env | sort > {out}\n;;\nesac\nexit 0\n",
+            out = out.display()
+        ),
+    )
+    .expect("script");
+    chmod_x(&script);
+    let o = cli.run(&[
+        "udhcpc",
+        "-i",
+        iface,
+        "-f",
+        "-q",
+        "-n",
+        "-t",
+        &tries.to_string(),
+        "-T",
+        "1",
+        "-A",
+        "1",
+        "-O",
+        "search",
+        "-s",
+        &script.to_string_lossy(),
+    ]);
+    let env = std::fs::read_to_string(&out).unwrap_or_default();
+    (o, env)
+}
+
+fn chmod_x(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+fn addr_of(cli: &Netns, iface: &str) -> String {
+    cli.ok(&["ip", "-4", "-o", "addr", "show", "dev", iface])
+}
+
+fn default_route(cli: &Netns) -> String {
+    cli.ok(&["ip", "-4", "route", "show", "default"])
+}
+
+#[test]
+fn udhcpc_gets_its_reservation_and_strangers_get_nothing() {
+    if !can_netns("udhcpc_gets_its_reservation") || !have("udhcpc", "udhcpc") {
+        return;
+    }
+    let mut lan = Lan::new("udhcpc");
+    let cfg = lan.write_config("", "");
+    let cli = lan.client("lan0", "cli0", NODE1);
+    lan.start(&cfg);
+    let (o, env) = udhcpc(&cli, "cli0", &lan.dir, 3);
+    assert!(o.status.success(), "udhcpc failed: {}", text(&o));
+    assert!(env.contains("ip=192.168.77.11\n"), "{env}");
+    assert!(env.contains("mask=24\n"), "{env}");
+    assert!(env.contains("router=192.168.77.1\n"), "{env}");
+    assert!(env.contains("dns=192.168.77.53 192.168.77.54"), "{env}");
+    assert!(env.contains("hostname=node1\n"), "{env}");
+    assert!(env.contains("domain=cluster.test\n"), "{env}");
+    assert!(env.contains("search=cluster.test"), "{env}");
+    assert!(env.contains("lease=600\n"), "{env}");
+    assert!(env.contains("serverid=192.168.77.1\n"), "{env}");
+    assert!(addr_of(&cli, "cli0").contains("192.168.77.11/24"));
+    assert!(default_route(&cli).contains("via 192.168.77.1"));
+    cli.ok(&["busybox", "ping", "-c1", "-W2", "192.168.77.1"]);
+
+    // A MAC with no reservation gets nothing (no pool configured).
+    let other = lan.client("lan0", "cli9", STRANGER);
+    let (o, env) = udhcpc(&other, "cli9", &lan.dir, 2);
+    assert!(!o.status.success(), "stranger got a lease: {env}");
+    assert!(
+        lan.log_text()
+            .contains(&format!("no reservation for {STRANGER}"))
+    );
+}
+
+#[test]
+fn dhclient_gets_its_reservation() {
+    if !can_netns("dhclient_gets_its_reservation") || !have("dhclient", "dhclient") {
+        return;
+    }
+    let mut lan = Lan::new("dhclient");
+    let cfg = lan.write_config("", "");
+    let cli = lan.client("lan0", "cli1", NODE2);
+    lan.start(&cfg);
+    let script = lan.dir.join("dhclient.sh");
+    let env = lan.dir.join("dhclient.env");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$reason\" in\n PREINIT) ip link set \"$interface\" up;;\n \
+             BOUND|RENEW|REBIND|REBOOT)\n  ip addr add \"$new_ip_address/$new_subnet_mask\" dev \"$interface\"\n  \
+             ip route replace default via \"${{new_routers%% *}}\" dev \"$interface\"\n  env | sort > {};;\nesac\nexit 0\n",
+            env.display()
+        ),
+    )
+    .expect("script");
+    chmod_x(&script);
+    let lf = lan.dir.join("dhclient.leases");
+    let pf = lan.dir.join("dhclient.pid");
+    let o = cli.run(&[
+        "timeout",
+        "30",
+        "dhclient",
+        "-1",
+        "-v",
+        "-sf",
+        &script.to_string_lossy(),
+        "-lf",
+        &lf.to_string_lossy(),
+        "-pf",
+        &pf.to_string_lossy(),
+        "cli1",
+    ]);
+    assert!(o.status.success(), "dhclient failed: {}", text(&o));
+    let env = std::fs::read_to_string(&env).unwrap_or_default();
+    assert!(env.contains("new_ip_address=192.168.77.12\n"), "{env}");
+    assert!(env.contains("new_subnet_mask=255.255.255.0\n"), "{env}");
+    assert!(env.contains("new_routers=192.168.77.1\n"), "{env}");
+    assert!(
+        env.contains("new_domain_name_servers=192.168.77.53 192.168.77.54\n"),
+        "{env}"
+    );
+    assert!(env.contains("new_host_name=node2\n"), "{env}");
+    assert!(addr_of(&cli, "cli1").contains("192.168.77.12/24"));
+    assert!(default_route(&cli).contains("via 192.168.77.1"));
+}
+
+#[test]
+fn dhcpcd_gets_its_reservation() {
+    if !can_netns("dhcpcd_gets_its_reservation") || !have("dhcpcd", "dhcpcd") {
+        return;
+    }
+    let mut lan = Lan::new("dhcpcd");
+    let cfg = lan.write_config("", "");
+    let cli = lan.client("lan0", "cli2", NODE3);
+    lan.start(&cfg);
+    // A hook script instead of dhcpcd-run-hooks, so nothing outside the
+    // namespace (resolv.conf) is touched; dhcpcd applies address and route itself.
+    let script = lan.dir.join("dhcpcd.sh");
+    let env = lan.dir.join("dhcpcd.env");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$reason\" in BOUND|RENEW|REBIND|REBOOT) env | sort > {};; esac\nexit 0\n",
+            env.display()
+        ),
+    )
+    .expect("script");
+    chmod_x(&script);
+    let conf = lan.dir.join("dhcpcd.conf");
+    std::fs::write(
+        &conf,
+        "option domain_name_servers, domain_name, host_name\nnoipv4ll\nnoarp\n",
+    )
+    .expect("conf");
+    let o = cli.run(&[
+        "timeout",
+        "30",
+        "dhcpcd",
+        "-4",
+        "-1",
+        "-B",
+        "-t",
+        "20",
+        "-f",
+        &conf.to_string_lossy(),
+        "-c",
+        &script.to_string_lossy(),
+        "cli2",
+    ]);
+    assert!(o.status.success(), "dhcpcd failed: {}", text(&o));
+    let env = std::fs::read_to_string(&env).unwrap_or_default();
+    assert!(env.contains("new_ip_address=192.168.77.13\n"), "{env}");
+    assert!(
+        env.contains("new_domain_name_servers=192.168.77.53 192.168.77.54\n"),
+        "{env}"
+    );
+    assert!(addr_of(&cli, "cli2").contains("192.168.77.13/24"));
+    assert!(default_route(&cli).contains("via 192.168.77.1"));
+}
+
+#[test]
+fn public_side_gets_no_offer_and_default_route_interface_is_refused() {
+    if !can_netns("public_side_gets_no_offer") || !have("udhcpc", "udhcpc") {
+        return;
+    }
+    let mut lan = Lan::new("public");
+    let cfg = lan.write_config("", "");
+    let _cli = lan.client("lan0", "cli3", NODE2);
+    // The reserved MAC, but on the public side: must get nothing.
+    let outside = lan.client("wan0", "cli4", NODE1);
+    lan.start(&cfg);
+    let (o, env) = udhcpc(&outside, "cli4", &lan.dir, 2);
+    assert!(!o.status.success(), "public side got a lease: {env}");
+
+    // Pointing the private side at the default-route interface is refused...
+    let bad = lan.dir.join("bad.toml");
+    let text_cfg = std::fs::read_to_string(&cfg)
+        .expect("cfg")
+        .replace("name = \"lan0\"", "name = \"wan0\"")
+        .replace(
+            "name = \"wan0\"\naddress = \"203",
+            "name = \"lan0\"\naddress = \"203",
+        );
+    std::fs::write(&bad, &text_cfg).expect("write");
+    let o = lan.srv.run(&[
+        &headnode().to_string_lossy(),
+        "-c",
+        &bad.to_string_lossy(),
+        "dhcp",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("default route"), "{}", text(&o));
+    // ...unless the config says so.
+    let ok = lan.dir.join("allowed.toml");
+    std::fs::write(
+        &ok,
+        text_cfg
+            .replace("[dhcp]\n", "[dhcp]\nallow_default_route_interface = true\n")
+            .replace("/leases\"", "/leases2\""),
+    )
+    .expect("write");
+    let o = lan.srv.run(&[
+        "timeout",
+        "2",
+        &headnode().to_string_lossy(),
+        "-c",
+        &ok.to_string_lossy(),
+        "dhcp",
+    ]);
+    assert!(text(&o).contains("DHCP serving on wan0"), "{}", text(&o));
+}
+
+#[test]
+fn sighup_reload_adds_reservations_and_survives_a_bad_config() {
+    if !can_netns("sighup_reload") || !have("udhcpc", "udhcpc") {
+        return;
+    }
+    let mut lan = Lan::new("reload");
+    let cfg = lan.write_config("", "");
+    let cli = lan.client("lan0", "cli5", STRANGER);
+    lan.start(&cfg);
+    let (o, _) = udhcpc(&cli, "cli5", &lan.dir, 1);
+    assert!(!o.status.success(), "no reservation yet");
+
+    // A broken config is rejected and the old one keeps serving.
+    std::fs::write(&cfg, "this is = not [valid").expect("write");
+    lan.signal("-HUP");
+    assert!(
+        wait_for(Duration::from_secs(5), || lan
+            .log_text()
+            .contains("reload rejected")
+            .then_some(()))
+        .is_some(),
+        "{}",
+        lan.log_text()
+    );
+    let node = lan.client("lan0", "cli6", NODE1);
+    let (o, env) = udhcpc(&node, "cli6", &lan.dir, 3);
+    assert!(o.status.success(), "old config still serves: {}", text(&o));
+    assert!(env.contains("ip=192.168.77.11\n"), "{env}");
+
+    // A good config adding the stranger takes effect without a restart.
+    lan.write_config(
+        "",
+        &format!("[[host]]\nname = \"late\"\nmac = \"{STRANGER}\"\naddress = \"192.168.77.99\"\n"),
+    );
+    lan.signal("-HUP");
+    assert!(
+        wait_for(Duration::from_secs(5), || lan
+            .log_text()
+            .contains("1 added")
+            .then_some(()))
+        .is_some(),
+        "{}",
+        lan.log_text()
+    );
+    let (o, env) = udhcpc(&cli, "cli5", &lan.dir, 3);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(env.contains("ip=192.168.77.99\n"), "{env}");
+    assert!(env.contains("hostname=late\n"), "{env}");
+}
