@@ -54,6 +54,16 @@ pub enum Command {
     /// Write the man page or a shell completion script (used to build the package).
     #[command(hide = true)]
     Generate(GenerateArgs),
+    /// Internal: started detached by `apply --confirm`; restores the previous
+    /// ruleset at the deadline unless `confirm` arrived.
+    #[command(hide = true)]
+    RollbackTimer(RollbackTimerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackTimerArgs {
+    /// The pending apply this timer belongs to.
+    pub token: String,
 }
 
 #[derive(Debug, Args)]

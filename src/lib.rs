@@ -5,6 +5,7 @@
 //! `firewall` and `ipvs`); adapters that touch the kernel only carry out a
 //! plan, after reading what is live and computing the difference.
 
+pub mod balancer;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -15,3 +16,5 @@ pub mod ipvs;
 pub mod logging;
 pub mod netinfo;
 pub mod paths;
+pub mod plan;
+pub mod sysctl;

@@ -69,14 +69,12 @@ fn apply_without_ipvs_kernel_says_so() {
 
 #[test]
 fn plan_shows_the_ipvsadm_table_and_changes() {
-    let out = common::headnode_run(&[
-        "-c",
-        common::root()
-            .join("fixtures/origin/headnode.toml")
-            .to_str()
-            .unwrap(),
-        "plan",
-    ]);
+    // Backend "ipvs" explicitly: with "auto" on a kernel without IPVS the plan
+    // shows the nftables balancer instead.
+    let dir = std::env::temp_dir().join(format!("hn-ipvs-cli-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = config_with_backend(&dir, "ipvs");
+    let out = common::headnode_run(&["-c", cfg.to_str().unwrap(), "plan"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -92,6 +90,7 @@ fn plan_shows_the_ipvsadm_table_and_changes() {
         text.contains("ipvsadm -a -f 1 -r 192.168.1.102:8000 -m -w 1"),
         "{text}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn tempdir() -> std::path::PathBuf {

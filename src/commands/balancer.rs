@@ -1,8 +1,9 @@
-//! The balancer (IPVS) part of `headnode plan` and `headnode apply`. The
+//! The balancer (IPVS) part of `headnode apply` (its plan section is
+//! `plan::Plan::ipvs`). The
 //! firewall's ruleset and sysctls come before it in apply (sysctls →
 //! ruleset → IPVS), so the marks IPVS matches on exist when it starts.
 
-use crate::cli::{ApplyArgs, PlanArgs};
+use crate::cli::ApplyArgs;
 use crate::config::Config;
 use crate::config::model::{Backend, VirtualKey};
 use crate::health::HealthMap;
@@ -22,19 +23,6 @@ fn check_public(cfg: &Config) -> anyhow::Result<()> {
             s.name, s.origin
         ))
         .into());
-    }
-    Ok(())
-}
-
-pub fn plan(path: &Path, args: &PlanArgs) -> anyhow::Result<()> {
-    let cfg = super::load_config(path)?;
-    check_public(&cfg)?;
-    let text = ipvs::plan_text(&cfg, &HealthMap::default());
-    if args.json {
-        let v = serde_json::json!({ "ipvs": text.lines().collect::<Vec<_>>() });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        print!("{text}");
     }
     Ok(())
 }

@@ -2,12 +2,15 @@
 //! code and the adapters. Errors carry their cause chain; `exit_code` maps
 //! them to 1 (invalid input) or 2 (runtime failure).
 
+mod apply;
 mod balancer;
 mod check;
+mod clear;
 mod dhcp;
 mod generate;
 mod init;
 mod leases;
+mod plan;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
@@ -23,8 +26,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Check(args) => check::run(path, &args),
         Command::Init(args) => init::run(path, &args),
-        Command::Plan(args) => balancer::plan(path, &args),
-        Command::Apply(args) => balancer::apply(path, &args),
+        Command::Plan(args) => plan::run(path, &args),
+        Command::Apply(args) => apply::run(path, &args),
+        Command::Confirm => apply::confirm(),
+        Command::Clear => clear::run(),
+        Command::RollbackTimer(args) => apply::rollback_timer(&args.token),
         Command::Generate(args) => generate::run(&args),
         Command::Dhcp => dhcp::run(path),
         Command::Leases(args) => leases::run(path, &args),

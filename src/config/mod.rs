@@ -9,6 +9,7 @@ pub mod raw;
 mod validate;
 
 pub use model::Config;
+pub use validate::parse_duration;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -14,6 +14,9 @@
 
 mod balance;
 pub mod expr;
+pub mod guard;
+pub mod nft;
+pub mod rollback;
 
 pub use balance::{
     BALANCE_CHAIN, Backend as RealBackend, BalancedService, NftBalancer, balance_update,

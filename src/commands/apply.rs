@@ -1,0 +1,205 @@
+//! `headnode apply [--confirm DURATION] [--force]`, `headnode confirm`, and
+//! the detached rollback timer that `--confirm` starts.
+
+use super::InvalidInput;
+use crate::cli::ApplyArgs;
+use crate::config::Config;
+use crate::config::model::Backend;
+use crate::firewall::guard::{self, SshConnection};
+use crate::firewall::{nft::Nft, rollback};
+use crate::plan::{self, RulesetState};
+use crate::sysctl::Sysctls;
+use anyhow::Context;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Load the config and fill in the public address when it says `"auto"`.
+pub fn load_resolved(path: &Path) -> anyhow::Result<Config> {
+    let mut cfg = super::load_config(path)?;
+    if cfg.public.address.is_none() {
+        let name = cfg.public.name.clone();
+        let a = crate::netinfo::ipv4_of(&name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "interfaces.public.address is \"auto\" but {name} has no IPv4 address; \
+                 configure the interface or write the address in the config"
+            )
+        })?;
+        cfg.resolve_public(a);
+    }
+    Ok(cfg)
+}
+
+pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
+    let confirm = match &args.confirm {
+        Some(d) => Some(
+            crate::config::parse_duration(d)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    InvalidInput(format!(
+                        "--confirm {d}: not a duration; write e.g. 120s or 5m"
+                    ))
+                })?,
+        ),
+        None => None,
+    };
+    let cfg = load_resolved(path)?;
+    let nft = Nft::from_env();
+    let sysctls = Sysctls::default();
+    {
+        let lock = rollback::Lock::take()?;
+        if let Some(p) = rollback::load(&lock)? {
+            if rollback::now_unix() < p.deadline_unix {
+                return Err(InvalidInput(
+                    "an apply --confirm is waiting for `headnode confirm`; confirm it (or let it roll back) first".into(),
+                )
+                .into());
+            }
+            // Its timer died (e.g. killed): carry out the overdue rollback now.
+            rollback::roll_back(&lock, &p, &nft)?;
+        }
+    }
+    let plan = plan::build(&cfg, &nft, &sysctls)?;
+    if plan.backend == Backend::Ipvs && !cfg.balancer.services.is_empty() {
+        // Fail before changing anything rather than leave a half-applied box.
+        crate::balancer::ipvs_available().map_err(crate::ipvs::Error::NoIpvs)?;
+    }
+    if plan.firewall.check != "ok" && !plan.firewall.check.starts_with("skipped") {
+        // nft -c already refused it (the message names the rule): change nothing.
+        anyhow::bail!("{}; the previous ruleset stays live", plan.firewall.check);
+    }
+    if let (Some(conn), false) = (SshConnection::from_env(), args.force) {
+        let (ok, why) = guard::ssh_allowed(&cfg, &conn);
+        if !ok && cfg.firewall.enabled {
+            return Err(InvalidInput(format!(
+                "refusing to apply: the new ruleset would not accept a new SSH connection from {} to {} port {} ({why}); \
+                 add a rule for it, or use --force (and --confirm) to apply anyway",
+                conn.client, conn.server, conn.port
+            ))
+            .into());
+        }
+    }
+    sysctls.apply(&plan.sysctls)?;
+    if plan.sysctls.is_empty() {
+        println!("sysctls: unchanged");
+    } else {
+        println!("sysctls: {} changed", plan.sysctls.len());
+    }
+    apply_ruleset(&nft, &plan, confirm)?;
+    if plan.backend == Backend::Ipvs && !cfg.balancer.services.is_empty() {
+        // After the ruleset, so the marks IPVS matches on are already set.
+        super::balancer::apply(path, args)?;
+    }
+    Ok(())
+}
+
+fn apply_ruleset(
+    nft: &Nft,
+    plan: &plan::Plan,
+    confirm: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    if plan.firewall.state == RulesetState::Unchanged {
+        println!("ruleset: unchanged (table inet headnode already matches)");
+        return Ok(());
+    }
+    let Some(rs) = &plan.firewall.ruleset else {
+        let existed = nft.delete_table()?;
+        println!(
+            "ruleset: firewall disabled, {}",
+            if existed { "table removed" } else { "no table" }
+        );
+        return Ok(());
+    };
+    if let Some(d) = confirm {
+        let lock = rollback::Lock::take()?;
+        let pending = rollback::Pending {
+            token: format!("{}-{}", std::process::id(), rollback::now_unix()),
+            deadline_unix: rollback::now_unix() + d.as_secs().max(1),
+            snapshot: nft.snapshot()?,
+        };
+        // State and timer first: if this process dies after loading the
+        // ruleset, the rollback still happens.
+        rollback::save(&lock, &pending)?;
+        spawn_timer(&pending.token)?;
+        if let Err(e) = nft.apply(rs) {
+            rollback::remove(&lock)?;
+            return Err(e).context("the previous ruleset stays live");
+        }
+        tracing::info!(
+            rules = rule_count(rs),
+            "ruleset applied, waiting for confirm"
+        );
+        println!(
+            "ruleset: applied; run `headnode confirm` within {}s or it is rolled back",
+            d.as_secs()
+        );
+    } else {
+        nft.apply(rs).context("the previous ruleset stays live")?;
+        tracing::info!(rules = rule_count(rs), "ruleset applied");
+        println!(
+            "ruleset: applied (table inet headnode, {} rules)",
+            rule_count(rs)
+        );
+    }
+    Ok(())
+}
+
+fn rule_count(rs: &nftables::schema::Nftables) -> usize {
+    use nftables::schema::{NfCmd, NfListObject, NfObject};
+    rs.objects
+        .iter()
+        .filter(|o| matches!(o, NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(_)))))
+        .count()
+}
+
+/// Start the rollback timer in its own session, so it outlives this process
+/// and the terminal (or SSH session) it runs in.
+fn spawn_timer(token: &str) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let dir = crate::paths::state_dir();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("rollback.log"))
+        .with_context(|| format!("cannot open {}", dir.join("rollback.log").display()))?;
+    let exe = std::env::current_exe().context("cannot find the headnode binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["rollback-timer", token])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and touches no memory of this process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    cmd.spawn().context("cannot start the rollback timer")?;
+    Ok(())
+}
+
+pub fn confirm() -> anyhow::Result<()> {
+    let nft = Nft::from_env();
+    let lock = rollback::Lock::take()?;
+    match rollback::load(&lock)? {
+        None => {
+            Err(InvalidInput("nothing to confirm: no apply --confirm is pending".into()).into())
+        }
+        Some(p) if rollback::now_unix() >= p.deadline_unix => {
+            rollback::roll_back(&lock, &p, &nft)?;
+            Err(anyhow::anyhow!(
+                "too late: the confirm deadline had passed, the previous ruleset is restored"
+            ))
+        }
+        Some(_) => {
+            rollback::remove(&lock)?;
+            tracing::info!("ruleset confirmed");
+            println!("confirmed: the new ruleset stays");
+            Ok(())
+        }
+    }
+}
+
+pub fn rollback_timer(token: &str) -> anyhow::Result<()> {
+    Ok(rollback::run_timer(token, &Nft::from_env())?)
+}

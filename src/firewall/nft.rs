@@ -1,0 +1,308 @@
+//! Adapter to the `nft` binary. The `nftables` crate's own apply loses nft's
+//! stderr, and its listing fails on rules from other software, so headnode
+//! spawns `nft -j -f -` itself with stderr piped and lists only its own table.
+//!
+//! "Is the live table what we want?" is answered by nft itself: the desired
+//! JSON is loaded into a scratch network namespace and listed there, so both
+//! sides are in nft's own normal form (`nft -s list table`, no counter values).
+
+use super::{FAMILY_NAME, TABLE};
+use nftables::schema::{NfCmd, NfListObject, NfObject, Nftables};
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("cannot run {bin}: {source} (install the nftables package, or set HEADNODE_NFT)")]
+    Spawn { bin: String, source: std::io::Error },
+    #[error("nft {args} failed: {stderr}")]
+    Failed { args: String, stderr: String },
+    #[error(
+        "nft rejected the ruleset at rule {index} in chain `{chain}` ({comment}): {stderr}; nothing was changed"
+    )]
+    Rejected {
+        index: usize,
+        chain: String,
+        /// The rule's comment: the config line it came from.
+        comment: String,
+        stderr: String,
+    },
+    #[error("cannot serialize the ruleset: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The nft binary: `$HEADNODE_NFT` or `nft` from PATH.
+#[derive(Debug, Clone)]
+pub struct Nft {
+    bin: PathBuf,
+}
+
+impl Default for Nft {
+    fn default() -> Self {
+        Self::from_env()
+    }
+}
+
+impl Nft {
+    pub fn from_env() -> Self {
+        Nft {
+            bin: std::env::var_os("HEADNODE_NFT")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("nft")),
+        }
+    }
+
+    pub fn available(&self) -> bool {
+        Command::new(&self.bin)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<Output, NftError> {
+        run_with_stdin(Command::new(&self.bin).args(args), stdin).map_err(|source| {
+            NftError::Spawn {
+                bin: self.bin.display().to_string(),
+                source,
+            }
+        })
+    }
+
+    fn run_ok(&self, args: &[&str], stdin: Option<&str>) -> Result<String, NftError> {
+        let out = self.run(args, stdin)?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(NftError::Failed {
+                args: args.join(" "),
+                stderr: stderr_of(&out),
+            })
+        }
+    }
+
+    /// `nft -c`: the kernel validates the whole transaction without committing it.
+    /// On failure the error names the first rule nft refuses, like `apply`.
+    pub fn check(&self, rs: &Nftables) -> Result<(), NftError> {
+        let json = serde_json::to_string(rs)?;
+        let out = self.run(&["-c", "-j", "-f", "-"], Some(&json))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = stderr_of(&out);
+        Err(self.locate(rs).unwrap_or(NftError::Failed {
+            args: "-c -j -f -".into(),
+            stderr,
+        }))
+    }
+
+    /// Load the ruleset in one transaction. On failure nothing changed, and
+    /// the error names the first rule nft refuses and the config line it came from.
+    pub fn apply(&self, rs: &Nftables) -> Result<(), NftError> {
+        let json = serde_json::to_string(rs)?;
+        let out = self.run(&["-j", "-f", "-"], Some(&json))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = stderr_of(&out);
+        Err(self.locate(rs).unwrap_or(NftError::Failed {
+            args: "-j -f -".into(),
+            stderr,
+        }))
+    }
+
+    /// Find the first command nft refuses by checking ever longer prefixes of
+    /// the batch with `nft -c` (binary search, so about log2(n) runs).
+    fn locate(&self, rs: &Nftables) -> Option<NftError> {
+        let objs = &rs.objects;
+        let fails = |n: usize| -> Option<String> {
+            let prefix = Nftables {
+                objects: Cow::Owned(objs[..n].to_vec()),
+            };
+            let json = serde_json::to_string(&prefix).ok()?;
+            let out = self.run(&["-c", "-j", "-f", "-"], Some(&json)).ok()?;
+            (!out.status.success()).then(|| stderr_of(&out))
+        };
+        let all = fails(objs.len())?;
+        let (mut lo, mut hi) = (0, objs.len()); // fails(hi) holds, fails(lo) does not
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if fails(mid).is_some() {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        let stderr = fails(hi).unwrap_or(all);
+        match &objs[hi - 1] {
+            NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(r))) => Some(NftError::Rejected {
+                index: objs[..hi]
+                    .iter()
+                    .filter(|o| matches!(o, NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(_)))))
+                    .count(),
+                chain: r.chain.to_string(),
+                comment: r.comment.as_deref().unwrap_or("no comment").to_string(),
+                stderr,
+            }),
+            other => Some(NftError::Failed {
+                args: format!("-j -f - (at {})", describe(other)),
+                stderr,
+            }),
+        }
+    }
+
+    /// Our table as nft lists it, without counter values; `None` when it does not exist.
+    pub fn live_text(&self) -> Result<Option<String>, NftError> {
+        let out = self.run(&["-s", "list", "table", FAMILY_NAME, TABLE], None)?;
+        if out.status.success() {
+            return Ok(Some(normalize(&String::from_utf8_lossy(&out.stdout))));
+        }
+        let stderr = stderr_of(&out);
+        if stderr.contains("No such file or directory") {
+            Ok(None)
+        } else {
+            Err(NftError::Failed {
+                args: format!("-s list table {FAMILY_NAME} {TABLE}"),
+                stderr,
+            })
+        }
+    }
+
+    /// Our table with counter values, in nft syntax that `restore` can load again.
+    pub fn snapshot(&self) -> Result<Option<String>, NftError> {
+        let out = self.run(&["list", "table", FAMILY_NAME, TABLE], None)?;
+        if out.status.success() {
+            Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+        } else if stderr_of(&out).contains("No such file or directory") {
+            Ok(None)
+        } else {
+            Err(NftError::Failed {
+                args: format!("list table {FAMILY_NAME} {TABLE}"),
+                stderr: stderr_of(&out),
+            })
+        }
+    }
+
+    /// Put back a snapshot in one transaction (or remove our table when there was none).
+    pub fn restore(&self, snapshot: Option<&str>) -> Result<(), NftError> {
+        let mut script =
+            format!("add table {FAMILY_NAME} {TABLE}\ndelete table {FAMILY_NAME} {TABLE}\n");
+        if let Some(s) = snapshot {
+            script.push_str(s);
+        }
+        self.run_ok(&["-f", "-"], Some(&script)).map(|_| ())
+    }
+
+    /// The desired ruleset in nft's normal form, by loading it into a scratch
+    /// network namespace (needs root, like everything that talks to nft).
+    pub fn canonical_text(&self, rs: &Nftables) -> Result<String, NftError> {
+        let json = serde_json::to_string(rs)?;
+        let script = format!("\"$0\" -j -f - && \"$0\" -s list table {FAMILY_NAME} {TABLE}");
+        let bin = self.bin.display().to_string();
+        let out = run_with_stdin(
+            Command::new("unshare").args(["--net", "--", "sh", "-c", &script, &bin]),
+            Some(&json),
+        )
+        .map_err(|source| NftError::Spawn {
+            bin: "unshare".into(),
+            source,
+        })?;
+        if out.status.success() {
+            Ok(normalize(&String::from_utf8_lossy(&out.stdout)))
+        } else {
+            Err(NftError::Failed {
+                args: "(scratch namespace) -j -f -".into(),
+                stderr: stderr_of(&out),
+            })
+        }
+    }
+
+    /// Health changed: replace only the `balance` chain, in one transaction,
+    /// leaving the rest of the table and its counters alone. The table must
+    /// have been applied with a balancer (`ruleset(cfg, Some(..))`) before.
+    pub fn update_balancer(
+        &self,
+        cfg: &crate::config::Config,
+        bal: &super::NftBalancer,
+    ) -> Result<(), NftError> {
+        self.apply(&super::balance_update(cfg, bal))
+    }
+
+    /// Remove our table, and nothing else. Returns whether it existed.
+    pub fn delete_table(&self) -> Result<bool, NftError> {
+        let existed = self.live_text()?.is_some();
+        if existed {
+            self.run_ok(&["delete", "table", FAMILY_NAME, TABLE], None)?;
+        }
+        Ok(existed)
+    }
+}
+
+fn run_with_stdin(cmd: &mut Command, stdin: Option<&str>) -> std::io::Result<Output> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd.spawn()?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A write error (nft exited early) shows up in its exit status and stderr.
+        let _ = pipe.write_all(text.as_bytes());
+    }
+    child.wait_with_output()
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+fn describe(o: &NfObject) -> String {
+    match o {
+        NfObject::CmdObject(NfCmd::Add(NfListObject::Chain(c))) => format!("chain {}", c.name),
+        NfObject::CmdObject(NfCmd::Add(NfListObject::Set(s))) => format!("set {}", s.name),
+        NfObject::CmdObject(NfCmd::Add(NfListObject::Table(_))) => "table".into(),
+        NfObject::CmdObject(NfCmd::Flush(_)) => "flush".into(),
+        _ => "command".into(),
+    }
+}
+
+/// Drop what changes at run time without being configuration: the elements
+/// of dynamic (affinity) sets.
+fn normalize(listing: &str) -> String {
+    let mut out = String::new();
+    let mut in_elements = false;
+    for line in listing.lines() {
+        let t = line.trim_start();
+        if t.starts_with("elements = {") {
+            in_elements = !t.ends_with('}');
+            continue;
+        }
+        if in_elements {
+            in_elements = !t.ends_with('}');
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn dynamic_set_elements_are_not_configuration() {
+        let live = "set a {\n\ttype ipv4_addr\n\telements = { 1.2.3.4 expires 4m,\n\t\t1.2.3.5 expires 3m }\n}\nchain b {\n}\n";
+        assert_eq!(
+            normalize(live),
+            "set a {\n\ttype ipv4_addr\n}\nchain b {\n}\n"
+        );
+        let one = "set a {\n\telements = { 1.2.3.4 }\n}\n";
+        assert_eq!(normalize(one), "set a {\n}\n");
+    }
+}
