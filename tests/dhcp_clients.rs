@@ -3,180 +3,14 @@
 //! client side. Root only; each test builds its own namespaces.
 
 mod common;
+#[path = "dhcp/lan.rs"]
+mod lan;
 
-use common::{Netns, can_netns, have, headnode, veth, wait_for};
-use std::path::{Path, PathBuf};
+use common::{Netns, can_netns, have, headnode, wait_for};
+use lan::*;
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
-
-const NODE1: &str = "00:12:34:56:78:91";
-const NODE2: &str = "00:12:34:56:78:92";
-const NODE3: &str = "00:12:34:56:78:93";
-const STRANGER: &str = "02:aa:bb:cc:dd:01";
-
-/// The server namespace: `lan0` (private, 192.168.77.1/24) and `wan0`
-/// (public, holds the default route), plus a config and lease file.
-struct Lan {
-    srv: Netns,
-    dir: PathBuf,
-    log: PathBuf,
-    pid: Option<u32>,
-}
-
-fn config(extra_dhcp: &str, hosts: &str) -> String {
-    format!(
-        r#"
-[interfaces.public]
-name = "wan0"
-address = "203.0.113.2/24"
-gateway = "203.0.113.1"
-
-[interfaces.private]
-name = "lan0"
-address = "192.168.77.1/24"
-
-[dhcp]
-dns_servers = ["192.168.77.53", "192.168.77.54"]
-domain_name = "cluster.test"
-domain_search = ["cluster.test"]
-lease_time = "10m"
-lease_file = "LEASES"
-{extra_dhcp}
-
-[firewall]
-enabled = false
-
-[[host]]
-name = "node1"
-mac = "{NODE1}"
-address = "192.168.77.11"
-
-[[host]]
-name = "node2"
-mac = "{NODE2}"
-address = "192.168.77.12"
-
-[[host]]
-name = "node3"
-mac = "{NODE3}"
-address = "192.168.77.13"
-{hosts}
-"#
-    )
-}
-
-impl Lan {
-    fn new(test: &str) -> Lan {
-        let srv = Netns::new("dhcp");
-        let dir = std::env::temp_dir().join(format!("hn-dhcp-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let log = dir.join("server.log");
-        Lan {
-            srv,
-            dir,
-            log,
-            pid: None,
-        }
-    }
-
-    fn write_config(&self, extra_dhcp: &str, hosts: &str) -> PathBuf {
-        let path = self.dir.join("headnode.toml");
-        let leases = self.dir.join("leases");
-        let text = config(extra_dhcp, hosts).replace("LEASES", &leases.to_string_lossy());
-        std::fs::write(&path, text).expect("config");
-        path
-    }
-
-    /// A client namespace on its own veth to `lan0` (or `wan0`), with `mac`.
-    fn client(&self, srv_if: &str, cli_if: &str, mac: &str) -> Netns {
-        let cli = Netns::new("dhcp");
-        let addr = match srv_if {
-            "wan0" => Some("203.0.113.2/24"),
-            _ => Some("192.168.77.1/24"),
-        };
-        // Only the first veth on each side carries the address; more clients
-        // hang off a bridge so the server keeps one private interface.
-        let have_if = self
-            .srv
-            .run(&["ip", "link", "show", srv_if])
-            .status
-            .success();
-        if have_if {
-            let port = format!("p{cli_if}");
-            veth(&self.srv, &port, None, &cli, cli_if, None);
-            self.srv.ok(&["ip", "link", "set", &port, "master", srv_if]);
-        } else {
-            self.srv
-                .ok(&["ip", "link", "add", srv_if, "type", "bridge"]);
-            if let Some(a) = addr {
-                self.srv.ok(&["ip", "addr", "add", a, "dev", srv_if]);
-            }
-            self.srv.ok(&["ip", "link", "set", srv_if, "up"]);
-            let port = format!("p{cli_if}");
-            veth(&self.srv, &port, None, &cli, cli_if, None);
-            self.srv.ok(&["ip", "link", "set", &port, "master", srv_if]);
-            if srv_if == "wan0" {
-                self.srv
-                    .ok(&["ip", "route", "add", "default", "via", "203.0.113.1"]);
-            }
-        }
-        cli.ok(&["ip", "link", "set", cli_if, "down"]);
-        cli.ok(&["ip", "link", "set", cli_if, "address", mac]);
-        cli.ok(&["ip", "link", "set", cli_if, "up"]);
-        cli
-    }
-
-    /// Start `headnode dhcp` and wait until it serves.
-    fn start(&mut self, config: &Path) {
-        let pid = self.srv.spawn_logged(
-            &[
-                &headnode().to_string_lossy(),
-                "-c",
-                &config.to_string_lossy(),
-                "-v",
-                "dhcp",
-            ],
-            &self.log,
-        );
-        self.pid = Some(pid);
-        let up = wait_for(Duration::from_secs(10), || {
-            self.log_text().contains("DHCP serving").then_some(())
-        });
-        assert!(up.is_some(), "server did not start:\n{}", self.log_text());
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.pid.expect("started").to_string();
-        let st = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill");
-        assert!(st.success());
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else {
-            eprintln!("server log:\n{}", self.log_text());
-        }
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// udhcpc with a script that applies the lease and writes what it got.
 fn udhcpc(cli: &Netns, iface: &str, dir: &Path, tries: u32) -> (Output, String) {
@@ -214,11 +48,6 @@ fn udhcpc(cli: &Netns, iface: &str, dir: &Path, tries: u32) -> (Output, String) 
     ]);
     let env = std::fs::read_to_string(&out).unwrap_or_default();
     (o, env)
-}
-
-fn chmod_x(p: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 fn addr_of(cli: &Netns, iface: &str) -> String {

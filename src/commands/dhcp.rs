@@ -43,6 +43,11 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         }
         info!("stopping on signal");
         server.stop();
-        server.wait().await.map_err(wrap)
+        let r = server.wait().await.map_err(wrap);
+        info!(
+            "DHCP counters: {}",
+            serde_json::to_string(&server.counters()).unwrap_or_default()
+        );
+        r
     })
 }
