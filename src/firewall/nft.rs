@@ -46,6 +46,11 @@ impl Default for Nft {
 }
 
 impl Nft {
+    /// A specific binary (tests point this at a wrapper).
+    pub fn new(bin: impl Into<PathBuf>) -> Self {
+        Nft { bin: bin.into() }
+    }
+
     pub fn from_env() -> Self {
         Nft {
             bin: std::env::var_os("HEADNODE_NFT")
