@@ -12,6 +12,7 @@ pub mod config;
 pub mod dhcp;
 pub mod firewall;
 pub mod health;
+pub mod import;
 pub mod ipvs;
 pub mod logging;
 pub mod netinfo;

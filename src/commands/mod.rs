@@ -8,6 +8,7 @@ mod check;
 mod clear;
 mod dhcp;
 mod generate;
+mod import;
 mod init;
 mod leases;
 mod plan;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(&args),
         Command::Dhcp => dhcp::run(path),
         Command::Leases(args) => leases::run(path, &args),
+        Command::Import(args) => import::run(&args),
         other => Err(anyhow::anyhow!(
             "`{}` is not available in this build yet",
             format!("{other:?}")

@@ -10,6 +10,8 @@ mod validate;
 
 pub use model::Config;
 pub use validate::parse_duration;
+/// The strict parsers validation uses, shared with `import` so both judge values alike.
+pub use validate::{parse_ipv4, parse_mac};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

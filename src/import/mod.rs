@@ -1,0 +1,124 @@
+//! `headnode import`: translate a legacy head node (ISC dhcpd, /etc/hosts,
+//! shorewall, ipvsadm, sysctl.conf) into one headnode config, plus a report
+//! of everything not translated and every problem found, each at `file:line`.
+//!
+//! Pure apart from reading the input files: the result is text and a report.
+//! One module reads each source; `build` decides what the config says.
+
+mod build;
+mod dhcpd;
+mod draft;
+mod hosts;
+mod ipvsadm;
+mod report;
+mod shorewall;
+mod sysctl;
+mod toml_out;
+mod values;
+
+pub use report::{Entry, Kind, Loc, Report};
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// The first line of every imported config; `import --output` overwrites
+/// only files that start with it, never a hand-written config.
+pub const HEADER: &str = "# headnode config written by `headnode import`";
+
+/// The legacy files to read; any may be missing.
+#[derive(Debug, Default, Clone)]
+pub struct Inputs {
+    pub dhcpd: Option<PathBuf>,
+    pub hosts: Option<PathBuf>,
+    pub shorewall: Option<PathBuf>,
+    pub ipvsadm: Option<PathBuf>,
+    pub sysctl: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct Imported {
+    /// The config as TOML text with comments.
+    pub config: String,
+    pub report: Report,
+    /// The public address the inputs name for this box, when valid.
+    pub public: Option<Ipv4Addr>,
+}
+
+impl Imported {
+    /// True when the inputs have problems (the config then carries `# FIXME`s).
+    pub fn has_errors(&self) -> bool {
+        self.report.count(Kind::Error) > 0
+    }
+}
+
+/// An input that cannot be read at all (missing file, dhcpd.conf syntax error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ImportError(pub String);
+
+/// Read the inputs and translate them. `config_path` only names the
+/// generated config in messages about it.
+pub fn import(inputs: &Inputs, config_path: &Path) -> Result<Imported, ImportError> {
+    let mut report = Report::default();
+    let hosts = match &inputs.hosts {
+        Some(p) => hosts::Hosts::parse(&read(p)?, p, &mut report),
+        None => hosts::Hosts::default(),
+    };
+    let dhcpd = inputs
+        .dhcpd
+        .as_deref()
+        .map(|p| dhcpd::Dhcpd::load(p, &mut report))
+        .transpose()
+        .map_err(|e| ImportError(format!("{e}")))?;
+    let shorewall = inputs
+        .shorewall
+        .as_deref()
+        .map(|p| shorewall::Shorewall::load(p, &hosts, &mut report))
+        .transpose()
+        .map_err(ImportError)?;
+    let virtuals = inputs
+        .ipvsadm
+        .as_deref()
+        .map(|p| ipvsadm::load(p, &hosts, &mut report))
+        .transpose()
+        .map_err(ImportError)?
+        .unwrap_or_default();
+    let sysctls = inputs
+        .sysctl
+        .as_deref()
+        .map(|p| sysctl::load(p, &mut report))
+        .transpose()
+        .map_err(ImportError)?
+        .unwrap_or_default();
+    let sources = build::Sources {
+        inputs,
+        hosts: &hosts,
+        dhcpd: dhcpd.as_ref(),
+        shorewall: shorewall.as_ref(),
+        virtuals,
+        sysctls,
+    };
+    let (config, public) = build::build(sources, &mut report);
+    // The promise: what import writes, check accepts, or the report says why not.
+    if let Err(e) = crate::config::parse(&config, config_path) {
+        for d in e.diagnostics {
+            let at = Loc {
+                file: config_path.display().to_string().into(),
+                line: d.line,
+            };
+            report.error(
+                &at,
+                format!("{}: {} (the written config does not pass `headnode check` until this is fixed)", d.field, d.message),
+            );
+        }
+    }
+    Ok(Imported {
+        config,
+        report,
+        public,
+    })
+}
+
+fn read(p: &Path) -> Result<String, ImportError> {
+    std::fs::read_to_string(p).map_err(|e| ImportError(format!("cannot read {}: {e}", p.display())))
+}
