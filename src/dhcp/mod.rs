@@ -12,6 +12,7 @@
 //! API for the daemon: [`Server::start`], [`Server::reload`],
 //! [`Server::leases`], [`Server::counters`], [`Server::stop`], [`Server::wait`].
 
+pub mod fuzzing;
 pub mod leases;
 pub mod limits;
 pub mod reply;

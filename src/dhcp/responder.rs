@@ -5,7 +5,7 @@
 use super::leases::{self, LeaseDb, Record, State};
 use super::reply::Writer;
 use super::request::Request;
-use super::tables::{Reservation, Tables};
+use super::tables::{HOSTNAME, Reservation, Tables};
 use super::target::{Target, reply_target};
 use dhcproto::v4::MessageType;
 use std::net::Ipv4Addr;
@@ -276,6 +276,7 @@ impl Ctx<'_> {
             }
         }
         if let Some(h) = host {
+            w.put(HOSTNAME, h.name.as_bytes());
             for code in h.options.codes() {
                 if let Some(v) = h.options.get(code) {
                     w.put(code, v);

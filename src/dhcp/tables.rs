@@ -9,6 +9,9 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+/// Option 12: a reservation's name.
+pub const HOSTNAME: u8 = 12;
+
 /// Option values in wire form, looked up by code. Small (a dozen entries),
 /// so a sorted vector beats any map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,7 +43,8 @@ pub struct Reservation {
     pub name: Box<str>,
     pub address: Ipv4Addr,
     pub lease_time: Option<u32>,
-    /// Per-host values (host name, DNS, domain, PXE) that win over the globals.
+    /// Per-host values (DNS, domain, PXE) that win over the globals; the
+    /// host name (option 12) is `name`. Usually empty: no allocation.
     pub options: OptionSet,
     pub siaddr: Option<Ipv4Addr>,
     pub file: Option<Box<[u8]>>,
@@ -137,8 +141,11 @@ impl Tables {
 
     /// The value of `code` for this client: its reservation's first.
     pub fn option<'a>(&'a self, host: Option<&'a Reservation>, code: u8) -> Option<&'a [u8]> {
-        host.and_then(|h| h.options.get(code))
-            .or_else(|| self.options.get(code))
+        match host {
+            Some(h) if code == HOSTNAME => Some(h.name.as_bytes()),
+            Some(h) => h.options.get(code).or_else(|| self.options.get(code)),
+            None => self.options.get(code),
+        }
     }
 
     /// Lease time for a client that asked for `asked` seconds (option 51).
@@ -162,7 +169,6 @@ impl Tables {
 impl Reservation {
     fn new(h: &Host) -> Reservation {
         let mut options = OptionSet::default();
-        options.set(12, h.name.as_bytes().to_vec());
         if let Some(dns) = &h.dns_servers {
             options.set(6, addrs(dns));
         }
