@@ -241,6 +241,36 @@ fn the_corrected_howto_files_give_the_origin_config() {
         got.services[0].expansion.len(),
         origin.services[0].expansion.len()
     );
+    // And what reaches the kernel is the same: the nftables ruleset (comments
+    // name config lines and service names, which differ) and the IPVS table.
+    assert!(
+        ruleset(&got).to_string().len() > 1000,
+        "the ruleset has content"
+    );
+    assert_eq!(ruleset(&got), ruleset(&origin));
+    let health = headnode::health::HealthMap::default();
+    assert_eq!(
+        headnode::ipvs::render_table(&headnode::ipvs::desired(&got, &health)),
+        headnode::ipvs::render_table(&headnode::ipvs::desired(&origin, &health))
+    );
+}
+
+/// The ruleset as JSON without its `comment` fields.
+fn ruleset(c: &Config) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("comment");
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let rs = headnode::firewall::ruleset(c, None).expect("ruleset");
+    let mut v = serde_json::to_value(&rs).expect("json");
+    strip(&mut v);
+    v
 }
 
 fn headnode(args: &[&str]) -> std::process::Output {
