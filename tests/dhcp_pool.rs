@@ -224,7 +224,7 @@ fn reload_moves_clients_at_their_next_renewal() {
 }
 
 #[test]
-fn malformed_packets_are_counted_and_do_not_stop_service() {
+fn malformed_packets_and_floods_are_counted_and_do_not_stop_service() {
     if !ready("malformed_packets") {
         return;
     }
@@ -233,6 +233,7 @@ fn malformed_packets_are_counted_and_do_not_stop_service() {
     let relay = lan.relay("cli0");
     lan.start(&cfg);
     lan.py(&relay, &["garbage", "3000"]);
+    lan.py(&relay, &["flood", NODE2, "3000"]);
     assert_eq!(lan.py(&relay, &["dora", NODE1]), "ACK 192.168.77.11");
     lan.stop_with("-TERM");
     let log = lan.log_text();
@@ -248,6 +249,7 @@ fn malformed_packets_are_counted_and_do_not_stop_service() {
         "dropped_bad_option",
         "dropped_no_message_type",
         "dropped_bad_message_type",
+        "dropped_rate_limited",
     ] {
         let n: u64 = line
             .split(&format!("\"{k}\":"))

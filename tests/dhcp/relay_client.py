@@ -11,6 +11,7 @@ usage: relay_client.py SERVER RELAY_IP COMMAND ...
   inform MAC IP       INFORM from IP; prints "ACK" and the option codes
   loop N              DORA for N random MACs, one "mac ip" line per ACK (flushed)
   garbage N           N malformed packets of every kind
+  flood MAC N         N DISCOVERs from one MAC, as fast as possible
 """
 import os
 import random
@@ -147,5 +148,9 @@ elif cmd == "garbage":
             send(os.urandom(random.randrange(0, 600)))
         else:
             send(kinds[i % 7])
+elif cmd == "flood":
+    p = packet(DISCOVER, args[0], 7)
+    for _ in range(int(args[1])):
+        send(p)
 else:
     sys.exit("unknown command " + cmd)
