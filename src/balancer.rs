@@ -12,10 +12,16 @@ pub fn ipvs_available() -> Result<(), String> {
     use neli::utils::Groups;
     let (router, _) = NlRouter::connect(NlFamily::Generic, None, Groups::empty())
         .map_err(|e| format!("cannot open a generic netlink socket: {e}"))?;
-    router
-        .resolve_genl_family("IPVS")
-        .map(|_| ())
-        .map_err(|e| format!("the kernel has no IPVS (generic netlink family \"IPVS\": {e})"))
+    router.resolve_genl_family("IPVS").map(|_| ()).map_err(|e| {
+        // neli's error Display dumps the whole netlink message; the errno is what matters.
+        let text = e.to_string();
+        if text.contains("error: -2,") {
+            "the kernel has no IPVS (generic netlink family \"IPVS\" not found; no ip_vs module)"
+                .to_string()
+        } else {
+            format!("the kernel has no usable IPVS (generic netlink family \"IPVS\": {text})")
+        }
+    })
 }
 
 /// The backend to use, and why (shown by `plan` and `status`).

@@ -9,6 +9,7 @@ pub mod balancer;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod dhcp;
 pub mod firewall;
 pub mod health;

@@ -15,8 +15,10 @@ pub fn init(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = builder.with_ansi(tty && !journald);
     if journald {
-        builder.without_time().with_ansi(false).init();
+        builder.without_time().init();
     } else {
         builder.init();
     }

@@ -40,16 +40,16 @@ for ns in "$NET" "$HEAD" "$LAN" "$N1" "$N2"; do
     ip netns add "$ns"
     in_ns "$ns" ip link set lo up
 done
-# internet side: client 203.0.113.1 <-> head eth1 203.0.113.210
+# internet side: client (the how-to's gateway) 203.0.113.253 <-> head eth1 203.0.113.210
 ip link add "d$$a" type veth peer name "d$$b"
 ip link set "d$$a" netns "$NET"; ip link set "d$$b" netns "$HEAD"
 in_ns "$NET" ip link set "d$$a" name eth0
 in_ns "$HEAD" ip link set "d$$b" name eth1
-in_ns "$NET" ip addr add 203.0.113.1/24 dev eth0
+in_ns "$NET" ip addr add 203.0.113.253/24 dev eth0
 in_ns "$HEAD" ip addr add 203.0.113.210/24 dev eth1
 in_ns "$NET" ip link set eth0 up
 in_ns "$HEAD" ip link set eth1 up
-in_ns "$HEAD" ip route add default via 203.0.113.1
+in_ns "$HEAD" ip route add default via 203.0.113.253
 # private LAN: a bridge in the switch namespace, head eth0 192.168.1.254
 in_ns "$LAN" ip link add br0 type bridge
 in_ns "$LAN" ip link set br0 up
@@ -85,7 +85,7 @@ sed 's/^/  | /' "$work/headnode.log"
 
 step "node1 and node2 ask for addresses with busybox udhcpc"
 for ns in "$N1" "$N2"; do
-    in_ns "$ns" busybox udhcpc -i eth0 -n -q -t 5 -T 1 -s /usr/share/udhcpc/default.script \
+    in_ns "$ns" busybox udhcpc -i eth0 -n -q -t 5 -T 1 -s /etc/udhcpc/default.script \
         2>&1 | sed 's/^/  | /'
     echo "  $ns: $(in_ns "$ns" ip -4 -br addr show dev eth0 | awk '{print $3}'), default via $(in_ns "$ns" ip route show default | awk '{print $3}')"
 done
@@ -111,11 +111,11 @@ step "node1 reaches the internet host, masqueraded as the head's public address"
 in_ns "$NET" python3 -c '
 import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("203.0.113.1", 9000)); s.listen(1); s.settimeout(10)
+s.bind(("203.0.113.253", 9000)); s.listen(1); s.settimeout(10)
 c, a = s.accept(); c.sendall(("you came from %s\n" % a[0]).encode()); c.close()' &
 pids+=($!)
 sleep 0.5
-echo "  $(in_ns "$N1" curl -s -m 3 telnet://203.0.113.1:9000 </dev/null || echo FAILED)"
+echo "  $(in_ns "$N1" curl -s -m 3 telnet://203.0.113.253:9000 </dev/null || echo FAILED)"
 
 step "a port the firewall does not open: 203.0.113.210:22 from the internet"
 if in_ns "$NET" curl -s -m 2 telnet://203.0.113.210:22 </dev/null; then

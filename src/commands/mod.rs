@@ -12,6 +12,9 @@ mod import;
 mod init;
 mod leases;
 mod plan;
+mod reload;
+mod run;
+mod status;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
@@ -36,14 +39,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dhcp => dhcp::run(path),
         Command::Leases(args) => leases::run(path, &args),
         Command::Import(args) => import::run(&args),
-        other => Err(anyhow::anyhow!(
-            "`{}` is not available in this build yet",
-            format!("{other:?}")
-                .split(['(', ' '])
-                .next()
-                .unwrap_or("")
-                .to_lowercase()
-        )),
+        Command::Run => run::run(path),
+        Command::Reload => reload::run(),
+        Command::Status(args) => status::run(path, &args),
     }
 }
 

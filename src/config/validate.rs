@@ -704,7 +704,12 @@ impl Validator<'_> {
             .lease_file
             .as_ref()
             .and_then(|s| self.text(s, "dhcp.lease_file", 4096))
-            .unwrap_or_else(|| "/var/lib/headnode/leases".into());
+            .unwrap_or_else(|| {
+                crate::paths::state_dir()
+                    .join("leases")
+                    .display()
+                    .to_string()
+            });
         let pool = raw.pool.as_ref().and_then(|p| self.pool(p, private, hosts));
         Some(Dhcp {
             enabled: raw.enabled.unwrap_or(true),
