@@ -1,0 +1,366 @@
+//! `headnode run` as an admin meets it, in namespaces: a net host, the head
+//! node, a LAN switch (bridge) and cluster nodes. Checks the daemon's
+//! lifecycle (lease, status, drift repair, reload, SIGTERM) and health-driven
+//! balancing with the nftables backend (this host kernel has no IPVS).
+
+mod common;
+
+use common::{Netns, can_netns, have, headnode, veth, wait_for};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+struct Lab {
+    net: Netns,
+    head: Netns,
+    _lan: Netns,
+    nodes: Vec<Netns>,
+    dir: PathBuf,
+}
+
+impl Lab {
+    /// net 203.0.113.253 -- head eth1 203.0.113.210 / eth0 192.168.1.254 -- bridge -- nodes.
+    fn new(tag: &str, node_macs: &[&str]) -> Lab {
+        let net = Netns::new(&format!("{tag}n"));
+        let head = Netns::new(&format!("{tag}h"));
+        let lan = Netns::new(&format!("{tag}l"));
+        veth(
+            &net,
+            "eth0",
+            Some("203.0.113.253/24"),
+            &head,
+            "eth1",
+            Some("203.0.113.210/24"),
+        );
+        head.ok(&["ip", "route", "add", "default", "via", "203.0.113.253"]);
+        lan.ok(&["ip", "link", "add", "br0", "type", "bridge"]);
+        lan.ok(&["ip", "link", "set", "br0", "up"]);
+        veth(&head, "eth0", Some("192.168.1.254/24"), &lan, "p0", None);
+        lan.ok(&["ip", "link", "set", "p0", "master", "br0"]);
+        let mut nodes = Vec::new();
+        for (i, mac) in node_macs.iter().enumerate() {
+            let n = Netns::new(&format!("{tag}{i}"));
+            let port = format!("p{}", i + 1);
+            veth(&n, "eth0", None, &lan, &port, None);
+            n.ok(&["ip", "link", "set", "eth0", "address", mac]);
+            lan.ok(&["ip", "link", "set", &port, "master", "br0"]);
+            nodes.push(n);
+        }
+        let dir = std::env::temp_dir().join(format!("hn-daemon-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Lab {
+            net,
+            head,
+            _lan: lan,
+            nodes,
+            dir,
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.join("headnode.toml")
+    }
+
+    fn env(&self) -> Vec<String> {
+        vec![
+            format!("HEADNODE_STATE_DIR={}", self.dir.join("state").display()),
+            format!("HEADNODE_RUN_DIR={}", self.dir.join("run").display()),
+        ]
+    }
+
+    /// `headnode ARGS` inside the head namespace with this lab's state dirs.
+    fn headnode(&self, args: &[&str]) -> std::process::Output {
+        let bin = headnode();
+        let cfg = self.config();
+        let mut argv: Vec<String> = vec!["env".into()];
+        argv.extend(self.env());
+        argv.push(bin.display().to_string());
+        argv.push("-c".into());
+        argv.push(cfg.display().to_string());
+        argv.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        self.head.run(&refs)
+    }
+
+    /// Start the daemon; returns its pid once it logged "ready".
+    fn start_daemon(&mut self) -> u32 {
+        let bin = headnode();
+        let cfg = self.config();
+        let mut argv: Vec<String> = vec!["env".into()];
+        argv.extend(self.env());
+        argv.extend([
+            bin.display().to_string(),
+            "-c".into(),
+            cfg.display().to_string(),
+            "run".into(),
+        ]);
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let log = self.dir.join("daemon.log");
+        let pid = self.head.spawn_logged(&refs, &log);
+        let ready = wait_for(Duration::from_secs(15), || {
+            self.log().contains(" ready").then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "daemon did not become ready:\n{}",
+            self.log()
+        );
+        pid
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// One HTTP GET from the net host to the public address.
+    fn get(&self, port: u16) -> String {
+        let url = format!("http://203.0.113.210:{port}/");
+        let out = self.net.run(&["curl", "-s", "-m", "3", &url]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const BASE: &str = r#"
+[interfaces.public]
+name = "eth1"
+address = "203.0.113.210/24"
+gateway = "203.0.113.253"
+
+[interfaces.private]
+name = "eth0"
+address = "192.168.1.254/24"
+"#;
+
+fn write_config(lab: &Lab, body: &str) {
+    let lease_file = lab.dir.join("leases");
+    let text = format!(
+        "{BASE}\n[dhcp]\nlease_file = \"{}\"\nlease_time = \"1h\"\n{body}",
+        lease_file.display()
+    );
+    std::fs::write(lab.config(), text).expect("write config");
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+}
+
+fn udhcpc(node: &Netns) -> String {
+    let out = node.run(&[
+        "busybox",
+        "udhcpc",
+        "-i",
+        "eth0",
+        "-n",
+        "-q",
+        "-t",
+        "4",
+        "-T",
+        "1",
+        "-s",
+        "/etc/udhcpc/default.script",
+    ]);
+    String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+}
+
+fn table_exists(ns: &Netns) -> bool {
+    ns.run(&["nft", "list", "table", "inet", "headnode"])
+        .status
+        .success()
+}
+
+#[test]
+fn daemon_serves_repairs_drift_reloads_and_keeps_the_firewall_on_stop() {
+    if !can_netns("daemon lifecycle")
+        || !have("daemon lifecycle", "nft")
+        || !have("daemon lifecycle", "busybox")
+    {
+        return;
+    }
+    let mut lab = Lab::new("dl", &["00:12:34:56:78:91"]);
+    write_config(
+        &lab,
+        r#"
+[[host]]
+name = "node1"
+mac = "00:12:34:56:78:91"
+address = "192.168.1.101"
+"#,
+    );
+    let pid = lab.start_daemon();
+
+    // A real client gets its reservation, and status shows it.
+    let out = udhcpc(&lab.nodes[0]);
+    assert!(out.contains("lease of 192.168.1.101 obtained"), "{out}");
+    let st = lab.headnode(&["status", "--json"]);
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status JSON");
+    assert_eq!(v["daemon"]["running"], true);
+    assert_eq!(v["firewall"]["state"], "in sync");
+    let lease = v["leases"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["address"] == "192.168.1.101"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(lease["state"], "bound", "{v:#}");
+
+    // Someone flushes the whole ruleset: repaired within the reconcile interval.
+    lab.head.ok(&["nft", "flush", "ruleset"]);
+    assert!(!table_exists(&lab.head));
+    let repaired = wait_for(Duration::from_secs(15), || {
+        table_exists(&lab.head).then_some(())
+    });
+    assert!(repaired.is_some(), "ruleset not repaired:\n{}", lab.log());
+    assert!(lab.log().contains("firewall drift"), "{}", lab.log());
+
+    // An invalid config on SIGHUP is rejected; the daemon keeps serving.
+    let good = std::fs::read_to_string(lab.config()).unwrap();
+    std::fs::write(lab.config(), good.replace("192.168.1.101", "192.168.1.300")).unwrap();
+    signal(pid, "HUP");
+    let rejected = wait_for(Duration::from_secs(5), || {
+        lab.log().contains("reload rejected").then_some(())
+    });
+    assert!(rejected.is_some(), "{}", lab.log());
+    assert!(
+        lab.log().contains("192.168.1.300"),
+        "the rejection names the bad value"
+    );
+    let out = udhcpc(&lab.nodes[0]);
+    assert!(
+        out.contains("lease of 192.168.1.101 obtained"),
+        "after a bad reload: {out}"
+    );
+
+    // `headnode reload` with a valid change: node1 moves to .111 at its next request.
+    std::fs::write(lab.config(), good.replace("192.168.1.101", "192.168.1.111")).unwrap();
+    let r = lab.headnode(&["reload"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    lab.nodes[0].ok(&["ip", "addr", "flush", "dev", "eth0"]);
+    let out = udhcpc(&lab.nodes[0]);
+    assert!(
+        out.contains("lease of 192.168.1.111 obtained"),
+        "after reload: {out}"
+    );
+
+    // SIGTERM: the daemon exits cleanly and the firewall stays.
+    signal(pid, "TERM");
+    let child = lab.head.take_child(pid);
+    let status = child.map(|mut c| c.wait().expect("wait"));
+    assert!(status.is_some_and(|s| s.success()), "{}", lab.log());
+    assert!(
+        table_exists(&lab.head),
+        "SIGTERM must leave the firewall in place"
+    );
+    assert!(lab.log().contains("firewall stays in place"));
+}
+
+fn serve(node: &mut Netns, dir: &Path, text: &str, port: u16) -> u32 {
+    let www = dir.join(text);
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), format!("{text}\n")).unwrap();
+    let port = port.to_string();
+    let www = www.display().to_string();
+    node.spawn(&["busybox", "httpd", "-f", "-p", &port, "-h", &www])
+}
+
+#[test]
+fn health_checks_steer_the_nftables_balancer() {
+    if !can_netns("health balancing")
+        || !have("health balancing", "curl")
+        || !have("health balancing", "busybox")
+    {
+        return;
+    }
+    let mut lab = Lab::new(
+        "hb",
+        &[
+            "00:12:34:56:78:91",
+            "00:12:34:56:78:92",
+            "00:12:34:56:78:93",
+        ],
+    );
+    for (i, n) in lab.nodes.iter().enumerate() {
+        let addr = format!("192.168.1.{}/24", 101 + i);
+        n.ok(&["ip", "addr", "add", &addr, "dev", "eth0"]);
+        n.ok(&["ip", "route", "add", "default", "via", "192.168.1.254"]);
+    }
+    write_config(
+        &lab,
+        r#"
+enabled = false
+
+[[host]]
+name = "node1"
+mac = "00:12:34:56:78:91"
+address = "192.168.1.101"
+
+[[host]]
+name = "node2"
+mac = "00:12:34:56:78:92"
+address = "192.168.1.102"
+
+[[host]]
+name = "sorry"
+mac = "00:12:34:56:78:93"
+address = "192.168.1.103"
+
+[[service]]
+name = "web"
+port = 8000
+real = ["node1:8000", "node2:8000"]
+health = { check = "http", path = "/", interval = "300ms", timeout = "250ms", rise = 2, fall = 2 }
+sorry_server = "sorry:8000"
+"#,
+    );
+    let dir = lab.dir.clone();
+    let mut nodes = std::mem::take(&mut lab.nodes);
+    serve(&mut nodes[0], &dir, "NODE1", 8000);
+    let node2 = serve(&mut nodes[1], &dir, "NODE2", 8000);
+    serve(&mut nodes[2], &dir, "SORRY", 8000);
+    lab.nodes = nodes;
+    lab.start_daemon();
+
+    let six: Vec<String> = (0..6).map(|_| lab.get(8000)).collect();
+    assert_eq!(
+        six,
+        ["NODE1", "NODE2", "NODE1", "NODE2", "NODE1", "NODE2"],
+        "round robin"
+    );
+
+    // node2 stops: within interval x fall (plus one interval of slack) it gets no new connections.
+    drop(lab.nodes[1].take_child(node2).map(|mut c| c.kill()));
+    std::thread::sleep(Duration::from_millis(300 * 3 + 300));
+    let after: Vec<String> = (0..4).map(|_| lab.get(8000)).collect();
+    assert_eq!(after, ["NODE1"; 4], "drained node2:\n{}", lab.log());
+    assert!(lab.log().contains("health: down"), "{}", lab.log());
+
+    // node2 comes back: alternation returns after rise checks.
+    let dir = lab.dir.clone();
+    serve(&mut lab.nodes[1], &dir, "NODE2", 8000);
+    let back = wait_for(Duration::from_secs(5), || {
+        let two = [lab.get(8000), lab.get(8000)];
+        (two.contains(&"NODE2".to_string())).then_some(())
+    });
+    assert!(back.is_some(), "node2 not restored:\n{}", lab.log());
+
+    // Both down: the sorry server answers.
+    lab.nodes[0].ok(&["ip", "link", "set", "eth0", "down"]);
+    lab.nodes[1].ok(&["ip", "link", "set", "eth0", "down"]);
+    let sorry = wait_for(Duration::from_secs(5), || {
+        (lab.get(8000) == "SORRY").then_some(())
+    });
+    assert!(sorry.is_some(), "sorry server not used:\n{}", lab.log());
+}
