@@ -297,3 +297,67 @@ fn endpoint(text: &str, hosts: &Hosts) -> Result<(Ipv4Addr, Option<u16>), Proble
     let addr = hosts.resolve(host).map_err(Problem::Bad)?;
     Ok((addr, port))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(script: &str, hosts: &str) -> (Vec<Virtual>, Report) {
+        let dir = std::env::temp_dir().join(format!("headnode-ipvsadm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("s{}", script.len()));
+        std::fs::write(&path, script).unwrap();
+        let mut r = Report::default();
+        let h = Hosts::parse(hosts, Path::new("hosts"), &mut r);
+        let t = load(&path, &h, &mut r).unwrap();
+        (t, r)
+    }
+
+    #[test]
+    fn script_forms_and_defaults() {
+        let (t, r) = run(
+            "#!/bin/sh\nset -e\n/sbin/ipvsadm -C\nsudo ipvsadm --add-service --tcp-service=node:80 -p -s rr\n\
+             ipvsadm -a -t node:80 -r n1 -w 3\nipvsadm -A -f 0x2\nipvsadm -a -f 2 -r 10.0.0.9:8080 -m\n",
+            "198.51.100.1 node\n10.0.0.1 n1\n",
+        );
+        assert_eq!(t.len(), 2);
+        assert_eq!(
+            t[0].key,
+            Key::Addr(Proto::Tcp, "198.51.100.1".parse().unwrap(), 80)
+        );
+        assert_eq!(t[0].persistence, Some(300), "-p without a value is 300 s");
+        assert_eq!(t[0].method, Method::Route, "ipvsadm's default is -g");
+        assert_eq!((t[0].reals[0].port, t[0].reals[0].weight), (None, 3));
+        assert_eq!(t[1].key, Key::Fwmark(2));
+        assert_eq!(t[1].scheduler, "wlc", "ipvsadm's default scheduler");
+        assert_eq!(t[1].method, Method::Masq);
+        let text = r.to_string();
+        assert!(
+            text.contains("`set -e` is not an ipvsadm command"),
+            "{text}"
+        );
+        assert_eq!(r.count(crate::import::Kind::Error), 0, "{text}");
+    }
+
+    #[test]
+    fn replay_and_mistakes() {
+        let (t, r) = run(
+            "-A -f 1 -s rr\n-a -f 1 -r 10.0.0.1:80 -m\n-a -f 1 -r 10.0.0.2:80 -g\n-d -f 1 -r 10.0.0.1:80\n\
+             -A -f 3 -s fastest\n-a -f 4 -r 10.0.0.1:80\n-A -f 5\n-D -f 5\n-a -f 1 -r nosuch:80\n",
+            "",
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].reals.len(), 1, "-d removed one real");
+        let text = r.to_string();
+        assert!(text.contains("forwarding method route differs"), "{text}");
+        assert!(
+            text.contains("\"fastest\" is not an IPVS scheduler"),
+            "{text}"
+        );
+        assert!(text.contains("no matching -A"), "{text}");
+        assert!(
+            text.contains("\"nosuch\" is neither an address nor a name"),
+            "{text}"
+        );
+    }
+}

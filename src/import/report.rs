@@ -63,6 +63,14 @@ impl Report {
         self.push(at, Kind::Note, message.into());
     }
     fn push(&mut self, at: &Loc, kind: Kind, message: String) {
+        // One line of input can expand to several pieces that all say the same.
+        if self
+            .entries
+            .iter()
+            .any(|e| e.at == *at && e.kind == kind && e.message == message)
+        {
+            return;
+        }
         self.entries.push(Entry {
             at: at.clone(),
             kind,

@@ -15,7 +15,7 @@ impl<'s> Builder<'s, '_> {
         let Some(sw) = self.s.shorewall else {
             // Without shorewall there are no marks: only address-keyed services remain.
             let virtuals = self.s.virtuals.clone();
-            self.virtual_blocks(&virtuals, &[], public, out);
+            self.virtual_blocks(&virtuals, &[], lan, public, out);
             return;
         };
         let mut fw = Block::new("[firewall]");
@@ -90,7 +90,7 @@ impl<'s> Builder<'s, '_> {
             }
             bl.render(out);
         }
-        self.virtual_blocks(&virtuals, &marks, public, out);
+        self.virtual_blocks(&virtuals, &marks, lan, public, out);
         for s in services {
             s.render(out);
         }
@@ -100,6 +100,7 @@ impl<'s> Builder<'s, '_> {
         &mut self,
         virtuals: &[Virtual],
         marks: &[Mark],
+        lan: Option<&Lan>,
         public: &Public,
         out: &mut String,
     ) {
@@ -127,6 +128,17 @@ impl<'s> Builder<'s, '_> {
                     } else {
                         addr.to_string()
                     };
+                    if let Some(this) = elsewhere(addr, lan, public) {
+                        let why = format!(
+                            "the virtual service is on {addr}, but {this}; IPVS sees only packets addressed to the box itself"
+                        );
+                        self.report
+                            .error(&v.srcs[0].at, format!("`{}`: {why}", v.srcs[0].text));
+                        bl.comment(format!(
+                            "FIXME {}: {why}.\nIf {addr} was meant to be this box, write address = \"public\".",
+                            v.srcs[0].at
+                        ));
+                    }
                     bl.str("address", &a);
                     bl.raw("port", port.to_string());
                     Some(port)
@@ -291,31 +303,21 @@ impl<'s> Builder<'s, '_> {
                 bl.str("dest", "public");
             }
             Some(d) => {
-                let local = d.prefix_len() == 32 && lan.is_some_and(|l| l.head == Some(d.addr()));
-                if d.prefix_len() == 32 && !local {
-                    let this = match public {
-                        Public::Known { ip, from } => {
-                            format!("the public interface has {ip} ({from})")
-                        }
-                        Public::Invalid { text, from, .. } => {
-                            format!("the public interface has {text} ({from})")
-                        }
-                        Public::Unknown => String::new(),
-                    };
-                    if !this.is_empty() {
-                        let why = format!(
-                            "marks packets to {}, but {this}; IPVS balances only packets addressed to the box itself, so fwmark {} would get none",
-                            d.addr(),
-                            m.mark
-                        );
-                        self.report
-                            .error(&m.src.at, format!("`{}`: {why}", m.src.text));
-                        bl.comment(format!(
-                            "FIXME {}: {why}.\nIf {} was meant to be this box, write dest = \"public\" (or fold the rule,\nthis mark and the virtual service into one [[service]] block).",
-                            m.src.at,
-                            d.addr()
-                        ));
-                    }
+                if d.prefix_len() == 32
+                    && let Some(this) = elsewhere(d.addr(), lan, public)
+                {
+                    let why = format!(
+                        "marks packets to {}, but {this}; IPVS balances only packets addressed to the box itself, so fwmark {} would get none",
+                        d.addr(),
+                        m.mark
+                    );
+                    self.report
+                        .error(&m.src.at, format!("`{}`: {why}", m.src.text));
+                    bl.comment(format!(
+                        "FIXME {}: {why}.\nIf {} was meant to be this box, write dest = \"public\" (or fold the rule,\nthis mark and the virtual service into one [[service]] block).",
+                        m.src.at,
+                        d.addr()
+                    ));
                 }
                 bl.str("dest", d.to_string().trim_end_matches("/32"));
             }
@@ -374,4 +376,21 @@ fn net_text(n: Ipv4Net, public: &Public, b: &Builder) -> String {
         return b.host_or_addr(n.addr());
     }
     n.to_string()
+}
+
+/// When `addr` is not this box's (neither the public address the inputs name
+/// nor the head node's LAN address), what this box has instead.
+fn elsewhere(addr: Ipv4Addr, lan: Option<&Lan>, public: &Public) -> Option<String> {
+    if lan.is_some_and(|l| l.head == Some(addr)) {
+        return None;
+    }
+    match public {
+        Public::Known { ip, from } if *ip != addr => {
+            Some(format!("the public interface has {ip} ({from})"))
+        }
+        Public::Invalid { text, from, .. } => {
+            Some(format!("the public interface has {text} ({from})"))
+        }
+        _ => None,
+    }
 }

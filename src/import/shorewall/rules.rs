@@ -60,6 +60,34 @@ impl Shorewall {
             }
             self.rule(r, &l, zones, policy, hosts);
         }
+        self.prune_redundant(r, policy);
+    }
+
+    /// Drop rules that say what the policy already says. Shorewall takes the
+    /// first rule that matches, so such a rule still matters when a later rule
+    /// for the same zones says otherwise (it is the exception); then it stays.
+    fn prune_redundant(&mut self, r: &mut Reader, policy: &BTreeMap<(Zone, Zone), Action>) {
+        let rules = std::mem::take(&mut self.rules);
+        for (i, rule) in rules.iter().enumerate() {
+            let pair = (rule.from, rule.to);
+            let later_differs = rules[i + 1..]
+                .iter()
+                .any(|x| (x.from, x.to) == pair && x.action != rule.action);
+            if policy.get(&pair) == Some(&rule.action) && !later_differs {
+                r.report.note(
+                    &rule.src.at,
+                    format!(
+                        "`{}`: {}→{} is already {} by headnode's policy",
+                        rule.src.text,
+                        rule.from,
+                        rule.to,
+                        past(rule.action)
+                    ),
+                );
+            } else {
+                self.rules.push(rule.clone());
+            }
+        }
     }
 
     pub(super) fn rule(
@@ -250,20 +278,20 @@ impl Shorewall {
                 if from == to {
                     continue;
                 }
-                if policy.get(&(from, to)) == Some(&verdict) {
-                    r.report.note(
-                        &l.at,
-                        format!(
-                            "`{}`: {from}→{to} is already {} by headnode's policy",
-                            l.text(),
-                            past(verdict)
-                        ),
-                    );
-                    continue;
-                }
                 for (proto, ports) in &specs {
                     if *proto == Some(Proto::Icmp) && mac == Some("Ping") {
-                        r.report.skip(&l.at, format!("`{}`: Ping is ICMP echo only; headnode rules match all of ICMP, so it is not translated", l.text()));
+                        if policy.get(&(from, to)) == Some(&verdict) {
+                            r.report.note(
+                                &l.at,
+                                format!(
+                                    "`{}`: {from}→{to} is already {} by headnode's policy",
+                                    l.text(),
+                                    past(verdict)
+                                ),
+                            );
+                        } else {
+                            r.report.skip(&l.at, format!("`{}`: Ping is ICMP echo only; headnode rules match all of ICMP, so it is not translated", l.text()));
+                        }
                         continue;
                     }
                     for source in &sources {
