@@ -90,6 +90,33 @@ fn udhcpc_gets_its_reservation_and_strangers_get_nothing() {
         lan.log_text()
             .contains(&format!("no reservation for {STRANGER}"))
     );
+
+    // `headnode leases` without a server: node1 bound and seen, node2 never.
+    lan.stop_with("-TERM");
+    let o = common::headnode_run(&["-c", &cfg.to_string_lossy(), "leases"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let line = |ip: &str| {
+        out.lines()
+            .find(|l| l.starts_with(ip))
+            .unwrap_or_else(|| panic!("no {ip} in\n{out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    let n1 = line("192.168.77.11 ");
+    assert_eq!(
+        &n1[..5],
+        &["192.168.77.11", NODE1, "fixed", "node1", "bound"],
+        "{out}"
+    );
+    assert!(n1.join(" ").contains(" ago"), "{out}");
+    let n2 = line("192.168.77.12 ");
+    assert_eq!(
+        &n2[..5],
+        &["192.168.77.12", NODE2, "fixed", "node2", "reserved"],
+        "{out}"
+    );
+    assert_eq!(n2.last(), Some(&"never"), "{out}");
 }
 
 #[test]

@@ -47,6 +47,10 @@ const BATCH: usize = 64;
 /// (4 packets per lease), low enough that one MAC cannot crowd out others.
 const RATE: u32 = 250;
 const BURST: u32 = 500;
+/// Longest a record that needs no sync waits before it is written.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Write lazy records at once when this many have piled up.
+const LAZY_RECORDS: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DhcpError {
@@ -181,6 +185,7 @@ pub struct Server {
     lease_file: PathBuf,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), DhcpError>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
@@ -227,7 +232,7 @@ impl Server {
         let (job_tx, job_rx) = std_mpsc::channel::<Job>();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Durable>();
         let wc = counters.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("dhcp-leases".into())
             .spawn(move || writer(file, job_rx, done_tx, wc))?;
         let sock = tokio::net::UdpSocket::from_std(sock)?;
@@ -247,6 +252,7 @@ impl Server {
             lease_file: cfg.dhcp.lease_file.clone(),
             stop,
             task,
+            writer: Some(writer),
         })
     }
 
@@ -315,12 +321,18 @@ impl Server {
         let _ = self.stop.send(true);
     }
 
-    /// Run until stopped or failed. Await it once.
+    /// Run until stopped or failed, then let the lease writer finish what
+    /// it was given. Await it once.
     pub async fn wait(&mut self) -> Result<(), DhcpError> {
-        match (&mut self.task).await {
+        let r = match (&mut self.task).await {
             Ok(r) => r,
             Err(e) => Err(DhcpError::Io(io::Error::other(e))),
+        };
+        if let Some(w) = self.writer.take() {
+            // The packet task is gone with its sender, so the writer drains and exits.
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
         }
+        r
     }
 }
 
@@ -356,26 +368,38 @@ async fn serve(
         out: Vec::with_capacity(1500),
     };
     let mut buf = vec![0u8; 4096];
+    // Records that need no sync (fixed-address ACKs, releases, declines)
+    // wait for the next durable batch or the tick, whichever comes first:
+    // a reservation ACK then costs no write of its own.
+    let mut pending = Job::default();
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let flush = |pending: &mut Job| {
+        if pending.records.is_empty() && pending.held.is_empty() {
+            return Ok(());
+        }
+        jobs.send(std::mem::take(pending))
+            .map_err(|_| DhcpError::Io(io::Error::other("the lease writer thread stopped")))
+    };
     loop {
         tokio::select! {
             r = sock.readable() => {
                 r?;
-                let mut job = Job::default();
                 {
                     let core = lp.core.clone();
                     let mut core = lock(&core);
                     let now = unix_now();
                     for _ in 0..BATCH {
                         match sock.try_recv_from(&mut buf) {
-                            Ok((n, _)) => lp.handle(&buf[..n], &mut core, now, &sock, &mut job),
+                            Ok((n, _)) => lp.handle(&buf[..n], &mut core, now, &sock, &mut pending),
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                             Err(e) => return Err(e.into()),
                         }
                     }
                 }
-                if !(job.records.is_empty() && job.held.is_empty()) && jobs.send(job).is_err() {
-                    return Err(io::Error::other("the lease writer thread stopped").into());
+                if !pending.held.is_empty() || pending.records.len() >= LAZY_RECORDS {
+                    flush(&mut pending)?;
                 }
             }
             Some(d) = durable.recv() => {
@@ -383,9 +407,10 @@ async fn serve(
                     lp.send(&sock, target, &bytes);
                 }
             }
+            _ = tick.tick() => flush(&mut pending)?,
             _ = stop.changed() => {
                 info!("DHCP server stopping");
-                return Ok(());
+                return flush(&mut pending);
             }
         }
     }
