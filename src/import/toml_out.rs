@@ -105,13 +105,27 @@ impl Block {
     }
 }
 
-/// `# text`, one line per line of `text`.
+/// Comment lines are wrapped at spaces to stay readable in an editor.
+const WIDTH: usize = 90;
+
+/// `# text`, one line per line of `text`, long lines wrapped.
 pub fn push_comment(out: &mut String, text: &str) {
     for l in text.lines() {
         if l.is_empty() {
             out.push_str("#\n");
-        } else {
-            out.push_str(&format!("# {l}\n"));
+            continue;
         }
+        let mut line = String::new();
+        for word in l.split(' ') {
+            if !line.is_empty() && line.len() + 1 + word.len() > WIDTH {
+                out.push_str(&format!("# {line}\n"));
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        out.push_str(&format!("# {line}\n"));
     }
 }

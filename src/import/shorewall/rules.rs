@@ -242,6 +242,18 @@ impl Shorewall {
             };
             let mut out = Vec::new();
             for a in list.split(',') {
+                // Exclusions (`!`), ipsets (`+`), MACs (`~`), interfaces (`&`), ranges.
+                let dotted = |x: &str| x.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+                let range = a
+                    .split_once('-')
+                    .is_some_and(|(x, y)| dotted(x) && dotted(y));
+                if a.starts_with(['!', '+', '~', '&', '[']) || range {
+                    r.report.skip(
+                        &l.at,
+                        format!("`{}`: address form {a} is not translated", l.text()),
+                    );
+                    return None;
+                }
                 let parsed = if a
                     .bytes()
                     .all(|b| b.is_ascii_digit() || b == b'.' || b == b'/')
