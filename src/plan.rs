@@ -52,8 +52,18 @@ pub fn nft_balancer(cfg: &Config, backend: Backend) -> Option<NftBalancer> {
         .then(|| NftBalancer::all_up(cfg))
 }
 
+/// How much of the plan to compute: `apply` skips what it does not need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Everything, for the admin: nft text, `nft -c`, diff.
+    Show,
+    /// Only what decides whether to load: the comparison with the live table
+    /// (loading is one transaction, so a separate `nft -c` adds nothing).
+    Apply,
+}
+
 /// Build the plan. `cfg` must have its public address resolved.
-pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls) -> anyhow::Result<Plan> {
+pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls, purpose: Purpose) -> anyhow::Result<Plan> {
     let (backend, backend_reason) = balancer::select_backend(cfg);
     let mut notes = Vec::new();
     if backend == Backend::Nftables {
@@ -75,12 +85,18 @@ pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls) -> anyhow::Result<Plan>
     };
     let have_nft = nft.available();
     let live = if have_nft { nft.live_text() } else { Ok(None) };
+    let no_live_table = matches!(live, Ok(None));
     let text = match (&ruleset, have_nft) {
+        // Nothing live to compare with: apply loads it anyway.
+        (Some(_), true) if purpose == Purpose::Apply && no_live_table => {
+            Err("no headnode table is loaded".to_string())
+        }
         (Some(rs), true) => nft.canonical_text(rs).map_err(|e| e.to_string()),
         (Some(_), false) => Err("nft is not installed".to_string()),
         (None, _) => Ok(String::new()),
     };
     let check = match (&ruleset, have_nft) {
+        _ if purpose == Purpose::Apply => "skipped: apply loads in one transaction".to_string(),
         (_, false) => "skipped: nft is not installed".to_string(),
         (None, true) => "skipped: no ruleset".to_string(),
         (Some(rs), true) => match nft.check(rs) {
@@ -96,7 +112,8 @@ pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls) -> anyhow::Result<Plan>
             } else {
                 RulesetState::Changed
             };
-            let diff = (state == RulesetState::Changed).then(|| line_diff(&have, &want));
+            let diff = (state == RulesetState::Changed && purpose == Purpose::Show)
+                .then(|| line_diff(&have, &want));
             (state, diff, Some(want).filter(|t| !t.is_empty()), live)
         }
         (Err(e), live) => (RulesetState::Unknown(e), None, None, live.ok().flatten()),

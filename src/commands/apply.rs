@@ -58,14 +58,10 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
             rollback::roll_back(&lock, &p, &nft)?;
         }
     }
-    let plan = plan::build(&cfg, &nft, &sysctls)?;
+    let plan = plan::build(&cfg, &nft, &sysctls, plan::Purpose::Apply)?;
     if plan.backend == Backend::Ipvs && !cfg.balancer.services.is_empty() {
         // Fail before changing anything rather than leave a half-applied box.
         crate::balancer::ipvs_available().map_err(crate::ipvs::Error::NoIpvs)?;
-    }
-    if plan.firewall.check != "ok" && !plan.firewall.check.starts_with("skipped") {
-        // nft -c already refused it (the message names the rule): change nothing.
-        anyhow::bail!("{}; the previous ruleset stays live", plan.firewall.check);
     }
     if let (Some(conn), false) = (SshConnection::from_env(), args.force) {
         let (ok, why) = guard::ssh_allowed(&cfg, &conn);

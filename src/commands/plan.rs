@@ -7,7 +7,12 @@ use std::path::Path;
 
 pub fn run(path: &Path, args: &PlanArgs) -> anyhow::Result<()> {
     let cfg = super::apply::load_resolved(path)?;
-    let plan = crate::plan::build(&cfg, &Nft::from_env(), &Sysctls::default())?;
+    let plan = crate::plan::build(
+        &cfg,
+        &Nft::from_env(),
+        &Sysctls::default(),
+        crate::plan::Purpose::Show,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
