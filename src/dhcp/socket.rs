@@ -71,8 +71,10 @@ fn inject_arp(sock: &impl AsRawFd, ifname: &str, ip: Ipv4Addr, mac: Mac) -> io::
     for (d, s) in req.arp_dev.iter_mut().zip(ifname.bytes().take(15)) {
         *d = s as libc::c_char;
     }
-    // SAFETY: SIOCSARP reads a valid arpreq that lives across the call.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSARP, &req) };
+    // SAFETY: SIOCSARP reads a valid arpreq that lives across the call. The
+    // request argument is c_ulong on glibc but c_int on musl (the .deb's
+    // static build): `libc::Ioctl` is whichever this target has.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSARP as libc::Ioctl, &req) };
     if rc == 0 {
         Ok(())
     } else {
