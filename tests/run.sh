@@ -11,3 +11,9 @@ fi
 cargo build --quiet --all-targets
 cargo test --all-targets 2>&1 | tee /tmp/headnode-test.log
 [[ $(id -u) -ne 0 ]] || bash tests/deb.sh   # the .deb in a fresh Debian 12 root
+# IPVS on a real IPVS kernel: the build hosts have no ip_vs, so boot one.
+if [[ $(id -u) -eq 0 ]]; then
+    bash tests/vm/run.sh origin
+else
+    echo "tests/run.sh: not root, skipping the IPVS VM test (tests/vm/run.sh)"
+fi

@@ -1,0 +1,143 @@
+#!/bin/sh
+# The origin scenario (ipvs-shorewall-2009) on a real IPVS kernel, inside the
+# test VM (tests/vm/run.sh). Network namespaces: net (the client on the
+# internet side), head (runs headnode), lan (a bridge), node1 and node2
+# (serving NODE1 / NODE2 over HTTP on :8000). Prints "N passed, M failed".
+set -u
+# busybox sh runs its own applets first; iproute2 is the one that does netns and veth.
+ip() { /sbin/ip "$@"; }
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok - $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $*"; }
+check() { # check "what" command...
+    local what=$1; shift
+    if "$@"; then ok "$what"; else bad "$what"; fi
+}
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+PUBLIC=203.0.113.210
+CFG=/test/origin.toml
+export HEADNODE_STATE_DIR=/run/headnode-state
+hn() { in_ns head headnode -c "$CFG" "$@"; }
+
+# --- topology --------------------------------------------------------------
+for ns in net head lan node1 node2; do
+    ip netns add $ns
+    in_ns $ns ip link set lo up
+done
+ip link add pub0 type veth peer name pub1
+ip link set pub0 netns net; ip link set pub1 netns head
+in_ns net ip link set pub0 name eth0
+in_ns head ip link set pub1 name eth1
+in_ns net ip addr add 203.0.113.1/24 dev eth0
+in_ns head ip addr add $PUBLIC/24 dev eth1
+in_ns net ip link set eth0 up
+in_ns head ip link set eth1 up
+in_ns lan ip link add br0 type bridge
+in_ns lan ip link set br0 up
+i=0
+for pair in head:192.168.1.254 node1:192.168.1.101 node2:192.168.1.102; do
+    ns=${pair%%:*} addr=${pair#*:}
+    ip link add l$i type veth peer name p$i
+    ip link set l$i netns $ns; ip link set p$i netns lan
+    in_ns lan ip link set p$i master br0 up
+    in_ns $ns ip link set l$i name eth0
+    in_ns $ns ip addr add $addr/24 dev eth0
+    in_ns $ns ip link set eth0 up
+    [ $ns = head ] || in_ns $ns ip route add default via 192.168.1.254
+    i=$((i + 1))
+done
+in_ns head sysctl -qw net.ipv4.ip_forward=1
+
+# The firewall's part of the origin (shorewall tcrules: mark 1 for tcp 8000
+# to the public address; the two-interface sample's invalid-state drop).
+in_ns head nft -f - <<'NFT'
+table inet vmtest {
+    chain marks {
+        type filter hook prerouting priority mangle; policy accept;
+        ip daddr 203.0.113.210 tcp dport 8000 meta mark set 1
+    }
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ct state invalid drop
+    }
+    chain input {
+        type filter hook input priority filter; policy accept;
+        ct state invalid drop
+    }
+}
+NFT
+
+for n in 1 2; do
+    mkdir -p /srv/node$n
+    echo NODE$n > /srv/node$n/id
+    in_ns node$n httpd -p 8000 -h /srv/node$n
+done
+
+get() { # one request from the client to the balancer; prints the body
+    printf 'GET /id HTTP/1.0\r\n\r\n' | in_ns net timeout 5 nc $PUBLIC 8000 | tail -1
+}
+
+# --- apply -----------------------------------------------------------------
+out=$(hn apply 2>&1); rc=$?
+echo "$out"
+check "headnode apply succeeds" [ $rc -eq 0 ]
+table=$(in_ns head ipvsadm -Ln)
+saved=$(in_ns head ipvsadm -Sn)
+echo "$table"
+has() { echo "$1" | grep -Eq -- "$2"; }
+check "ipvsadm -Ln shows FWM 1 rr" has "$table" '^FWM  1 rr'
+check "node1 is a masq real server" has "$table" '-> 192.168.1.101:8000 +Masq +1 '
+check "node2 is a masq real server" has "$table" '-> 192.168.1.102:8000 +Masq +1 '
+check "net.ipv4.vs.conntrack is 1" [ "$(in_ns head sysctl -n net.ipv4.vs.conntrack)" = 1 ]
+
+# --- traffic -----------------------------------------------------------------
+seq6=""
+for i in 1 2 3 4 5 6; do seq6="$seq6 $(get)"; done
+echo "six requests:$seq6"
+alternates() {
+    set -- $seq6
+    [ $# -eq 6 ] || return 1
+    prev=""
+    for r in "$@"; do
+        case $r in NODE1 | NODE2) ;; *) return 1 ;; esac
+        [ "$r" != "$prev" ] || return 1
+        prev=$r
+    done
+}
+check "six requests alternate NODE1/NODE2" alternates
+sleep 1
+half_closed() { # no connection on the nodes stuck half closed after the client is done
+    case $seq6 in *NODE*) ;; *) return 1 ;; esac  # (and there was traffic)
+    for n in node1 node2; do
+        in_ns $n netstat -tn | grep ':8000 ' | grep -Eq 'CLOSE_WAIT|FIN_WAIT|ESTABLISHED|LAST_ACK' && return 1
+    done
+    return 0
+}
+check "connections through the balancer closed cleanly" half_closed
+
+# Why headnode sets net.ipv4.vs.conntrack: without it the replies IPVS
+# masquerades are not tracked, and the invalid-state drop eats them.
+in_ns head sysctl -qw net.ipv4.vs.conntrack=0
+r=$(printf 'GET /id HTTP/1.0\r\n\r\n' | in_ns net timeout 3 nc $PUBLIC 8000 | tail -1)
+check "without vs.conntrack the firewall breaks balanced traffic (got '$r')" [ -z "$r" ]
+out=$(hn apply 2>&1); echo "$out"
+check "apply sets vs.conntrack back" has "$out" '^sysctl net.ipv4.vs.conntrack = 1$'
+
+# --- idempotence and drift ---------------------------------------------------
+out=$(hn apply 2>&1); echo "$out"
+check "second apply changes nothing" has "$out" '^ipvs: no changes$'
+check "ipvsadm -C empties the table" sh -c "/sbin/ip netns exec head ipvsadm -C && [ -z \"\$(/sbin/ip netns exec head ipvsadm -Sn)\" ]"
+out=$(hn apply 2>&1); echo "$out"
+check "apply after ipvsadm -C restores the table" [ -n "$saved" -a "$(in_ns head ipvsadm -Sn)" = "$saved" ]
+in_ns head ipvsadm -e -f 1 -r 192.168.1.102:8000 -m -w 5
+in_ns head ipvsadm -A -t 198.51.100.9:80 -s wlc
+out=$(hn apply 2>&1); echo "$out"
+check "a weight changed by hand is set back" has "$out" '^ipvsadm -e -f 1 -r 192.168.1.102:8000 -m -w 1$'
+check "a service headnode did not create is left alone" has "$(in_ns head ipvsadm -Ln)" '198.51.100.9:80'
+seq6=""
+for i in 1 2 3 4 5 6; do seq6="$seq6 $(get)"; done
+echo "six requests:$seq6"
+check "requests alternate again after the repairs" alternates
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

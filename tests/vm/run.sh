@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Boot a real IPVS kernel (Debian's linux-image-*-cloud-amd64) under QEMU/TCG
+# with a busybox initramfs holding the static headnode, ipvsadm, nft and ip,
+# and run a scenario inside it (in network namespaces inside the VM):
+#
+#   tests/vm/run.sh            the origin scenario (tests/vm/origin.sh)
+#   tests/vm/run.sh bench      the IPVS benchmark (tests/bench/ipvs.sh)
+#
+# Prints the scenario's "N passed, M failed" and exits non-zero on failure.
+# Downloads are cached under tests/vm/cache (gitignored). Needs: apt-get,
+# dpkg-deb, qemu-system-x86_64, busybox-static, cpio, ipvsadm, nftables
+# (tests/setup.sh installs them). Nothing on the host is changed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mode=${1:-origin}
+case $mode in origin | bench) ;; *) echo "usage: $0 [origin|bench]" >&2; exit 64 ;; esac
+# TCG boots in seconds; the limit is for a hung guest.
+limit=${HEADNODE_VM_TIMEOUT:-420}
+profile=${HEADNODE_VM_PROFILE:-release}
+cache=tests/vm/cache
+mkdir -p "$cache"
+
+for prog in qemu-system-x86_64 busybox cpio ipvsadm nft ip dpkg-deb apt-get; do
+    command -v "$prog" >/dev/null || { echo "vm: $prog missing (run tests/setup.sh)" >&2; exit 2; }
+done
+
+# 1. The kernel: the package the cloud-amd64 meta-package points at.
+deb=$(ls "$cache"/linux-image-*-cloud-amd64_*.deb 2>/dev/null | sort -V | tail -1 || true)
+if [[ -z $deb ]]; then
+    pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    [[ -n $pkg ]] || { echo "vm: no linux-image-cloud-amd64 in apt (apt-get update?)" >&2; exit 2; }
+    (cd "$cache" && apt-get download -q "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+    deb=$(ls "$cache"/linux-image-*-cloud-amd64_*.deb | sort -V | tail -1)
+fi
+kdir=$cache/kernel-$(basename "$deb" .deb)
+if [[ ! -d $kdir ]]; then
+    rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp"
+    dpkg-deb -x "$deb" "$kdir.tmp"
+    mv "$kdir.tmp" "$kdir"
+fi
+vmlinuz=$(ls "$kdir"/boot/vmlinuz-*)
+kver=$(basename "$(ls -d "$kdir"/lib/modules/*)")
+
+# 2. The static headnode.
+target=x86_64-unknown-linux-musl
+rustup target list --installed 2>/dev/null | grep -q $target || rustup target add $target
+if [[ $profile == release ]]; then
+    cargo build --quiet --release --target $target
+    bin=target/$target/release/headnode
+else
+    cargo build --quiet --target $target
+    bin=target/$target/debug/headnode
+fi
+
+# 3. The initramfs.
+root=$(mktemp -d /tmp/headnode-vm.XXXXXX)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,proc,sys,dev,tmp,run,etc,test,srv}
+cp "$(command -v busybox)" "$root/bin/busybox"
+for applet in $(busybox --list); do
+    case $applet in ip | nft | ipvsadm) continue ;; esac  # the real ones are below
+    [[ -e $root/bin/$applet ]] || ln -s busybox "$root/bin/$applet"
+done
+ln -sf ../bin/busybox "$root/sbin/modprobe"   # the kernel's module autoloader
+ln -sf /proc/self/fd/0 "$root/dev/stdin"      # nft -f /dev/stdin (the nftables crate)
+mkdir -p "$root/var" && ln -s /run "$root/var/run"     # ip netns keeps its mounts there
+cp "$bin" "$root/bin/headnode"
+for prog in ipvsadm nft ip; do
+    path=$(command -v $prog)
+    cp "$path" "$root/sbin/$prog"
+    for lib in $(ldd "$path" | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+done
+# The modules IPVS, nftables, veth and bridges need, with their index files.
+mods=$kdir/lib/modules/$kver
+dst=$root/lib/modules/$kver
+mkdir -p "$dst"
+cp "$mods"/modules.{builtin,builtin.modinfo,order} "$dst"/
+(cd "$mods" && find kernel/net/netfilter kernel/net/ipv4 kernel/net/ipv6 kernel/net/bridge \
+    kernel/net/802 kernel/net/llc kernel/drivers/net/veth.ko kernel/lib kernel/crypto \
+    -name '*.ko*' 2>/dev/null) | while read -r m; do
+    mkdir -p "$dst/$(dirname "$m")"
+    cp "$mods/$m" "$dst/$m"
+done
+# The package ships no index (its postinst runs depmod); busybox modprobe
+# needs modules.dep, and modules.alias for the kernel's autoload requests.
+busybox depmod -b "$root" "$kver"
+[[ -s $dst/modules.dep && -s $dst/modules.alias ]] || { echo "vm: depmod made no index" >&2; exit 2; }
+cp tests/vm/init "$root/init"
+cp tests/vm/origin.sh tests/bench/ipvs.sh "$root/test/"
+cp fixtures/origin/headnode.toml "$root/test/origin.toml"
+chmod +x "$root/init" "$root"/test/*.sh
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$root.cpio.gz"
+trap 'rm -rf "$root" "$root.cpio.gz"' EXIT
+
+# 4. Boot. The guest prints "N passed, M failed" and powers off.
+echo "vm: booting $(basename "$vmlinuz") ($mode, limit ${limit}s)"
+log=$(mktemp /tmp/headnode-vm-log.XXXXXX)
+trap 'rm -rf "$root" "$root.cpio.gz" "$log"' EXIT
+set +e
+timeout "$limit" qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 -nographic -no-reboot \
+    -kernel "$vmlinuz" -initrd "$root.cpio.gz" \
+    -append "console=ttyS0 quiet panic=-1 hn.mode=$mode" </dev/null | tr -d '\r' | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+if [[ $status -eq 124 ]]; then
+    echo "vm: timed out after ${limit}s"
+    exit 1
+fi
+summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 || true)
+[[ -n $summary ]] || { echo "vm: the guest printed no result"; exit 1; }
+failed=$(echo "$summary" | awk '{print $3}')
+[[ $failed -eq 0 ]]
