@@ -48,20 +48,14 @@ for pair in head:192.168.1.254 node1:192.168.1.101 node2:192.168.1.102; do
 done
 in_ns head sysctl -qw net.ipv4.ip_forward=1
 
-# The firewall's part of the origin (shorewall tcrules: mark 1 for tcp 8000
-# to the public address; the two-interface sample's invalid-state drop).
+# headnode's own ruleset (apply) marks the packets and judges IPVS NAT
+# replies before its invalid drop. This extra table is the strict form of the
+# shorewall sample's invalid-state drop, which passes NAT replies only when
+# IPVS hands them to conntrack (net.ipv4.vs.conntrack = 1).
 in_ns head nft -f - <<'NFT'
 table inet vmtest {
-    chain marks {
-        type filter hook prerouting priority mangle; policy accept;
-        ip daddr 203.0.113.210 tcp dport 8000 meta mark set 1
-    }
     chain forward {
-        type filter hook forward priority filter; policy accept;
-        ct state invalid drop
-    }
-    chain input {
-        type filter hook input priority filter; policy accept;
+        type filter hook forward priority filter - 10; policy accept;
         ct state invalid drop
     }
 }
@@ -81,6 +75,7 @@ get() { # one request from the client to the balancer; prints the body
 out=$(hn apply 2>&1); rc=$?
 echo "$out"
 check "headnode apply succeeds" [ $rc -eq 0 ]
+check "apply loaded headnode's firewall" sh -c "/sbin/ip netns exec head nft list table inet headnode >/dev/null"
 table=$(in_ns head ipvsadm -Ln)
 saved=$(in_ns head ipvsadm -Sn)
 echo "$table"
