@@ -246,3 +246,32 @@ pub fn log(prefix: String) -> Stmt {
         flags: None,
     }))
 }
+
+/// `dnat ip to tcp dport map { 2222 : 192.168.1.101 . 22, ... }`.
+pub fn dnat_map(p: Proto, entries: &[(u16, Ipv4Addr, u16)]) -> Stmt {
+    let data = Expression::Named(NamedExpression::Set(
+        entries
+            .iter()
+            .map(|(from, to, port)| {
+                SetItem::Mapping(
+                    Expression::Number(u32::from(*from)),
+                    Expression::Named(NamedExpression::Concat(vec![
+                        ip(*to),
+                        Expression::Number(u32::from(*port)),
+                    ])),
+                )
+            })
+            .collect(),
+    ));
+    Statement::DNAT(Some(NAT {
+        addr: Some(Expression::Named(NamedExpression::Map(Box::new(
+            nftables::expr::Map {
+                key: payload(if p == Proto::Udp { "udp" } else { "tcp" }, "dport"),
+                data,
+            },
+        )))),
+        family: Some(NATFamily::IP),
+        port: None,
+        flags: None,
+    }))
+}

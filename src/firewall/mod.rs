@@ -15,6 +15,7 @@
 mod balance;
 pub mod expr;
 pub mod guard;
+mod merge;
 pub mod nft;
 pub mod rollback;
 
@@ -132,6 +133,7 @@ pub fn plan(cfg: &Config, balancer: Option<&NftBalancer>) -> Result<Ruleset, Fir
     b.output(&mut rs);
     b.pairs(&mut rs);
     b.srcnat(&mut rs, balancer);
+    rs.rules = merge::consecutive(std::mem::take(&mut rs.rules));
     Ok(rs)
 }
 
@@ -321,16 +323,50 @@ impl Build<'_> {
     }
 
     /// Port forwards: DNAT on the public address only, from the net side.
+    /// Neighbouring single-port forwards of one protocol share one rule with
+    /// a map `dport : address . port`.
     fn dstnat(&self, rs: &mut Ruleset) {
-        for f in &self.cfg.firewall.forwards {
+        let fwds = &self.cfg.firewall.forwards;
+        let mut i = 0;
+        while i < fwds.len() {
+            let f = &fwds[i];
+            let single = |g: &crate::config::model::PortForward| {
+                g.port.first == g.port.last && g.proto == f.proto && g.source == f.source
+            };
+            let mut end = i + 1;
+            if single(f) {
+                while end < fwds.len() && single(&fwds[end]) {
+                    end += 1;
+                }
+            }
             let mut s = vec![iif(&self.cfg.public.name)];
             if let Some(src) = f.source {
                 s.push(saddr(src));
             }
             s.push(daddr(self.public.into()));
-            s.push(dport(f.proto, &[f.port]));
-            s.push(dnat(f.to, f.to_port));
-            rs.rule("dstnat", s, origin_comment(self.cfg, &f.origin));
+            if end - i < 2 {
+                s.push(dport(f.proto, &[f.port]));
+                s.push(dnat(f.to, f.to_port));
+                rs.rule("dstnat", s, origin_comment(self.cfg, &f.origin));
+                i += 1;
+                continue;
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            // The first forward for a port wins, as it would with one rule each.
+            let entries: Vec<(u16, std::net::Ipv4Addr, u16)> = fwds[i..end]
+                .iter()
+                .filter(|g| seen.insert(g.port.first))
+                .map(|g| (g.port.first, g.to, g.to_port.unwrap_or(g.port.first)))
+                .collect();
+            s.push(dnat_map(f.proto, &entries));
+            let comment = format!(
+                "{} .. {} ({} forwards)",
+                origin_comment(self.cfg, &f.origin),
+                origin_comment(self.cfg, &fwds[end - 1].origin),
+                end - i
+            );
+            rs.rule("dstnat", s, comment);
+            i = end;
         }
     }
 
