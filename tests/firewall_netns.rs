@@ -439,6 +439,23 @@ fn nftables_balancer_with_real_traffic() {
     let n2 = got.iter().filter(|g| *g == "NODE2").count();
     assert_eq!((n1, n2), (20, 10), "{got:?}");
 
+    // Source hashing: one client always lands on the same real.
+    let sh = tp.dir.join("sh.toml");
+    std::fs::write(
+        &sh,
+        text.replace("scheduler = \"wrr\"", "scheduler = \"sh\"")
+            + "\n[balancer]\nbackend = \"nftables\"\n",
+    )
+    .expect("config");
+    tp.apply_ok(&sh, &[]);
+    let got: Vec<String> = (0..6).filter_map(|_| tp.get(&tp.net, &url)).collect();
+    assert_eq!(got.len(), 6, "{got:?}");
+    assert!(
+        got.iter().all(|g| *g == got[0]),
+        "sh spread one client: {got:?}"
+    );
+    tp.apply_ok(&wcfg, &[]);
+
     // Health changes replace only the balance chain (library API the daemon uses).
     let cfg = config::load(&wcfg).expect("config");
     let nft = tp.nft();

@@ -450,6 +450,9 @@ pub(super) fn render_srcnat(cfg: &Config, _bal: &NftBalancer, rs: &mut Ruleset) 
 pub fn balance_update(cfg: &Config, bal: &NftBalancer) -> Nftables<'static> {
     let mut rs = Ruleset::default();
     render_balance(cfg, bal, &mut rs);
+    // Exactly as the full ruleset renders this chain, so the live table keeps
+    // matching `plan`'s normal form after an update.
+    rs.rules = super::merge::consecutive(rs.rules);
     let mut objs = vec![NfObject::CmdObject(NfCmd::Flush(
         schema::FlushObject::Chain(super::chain_object(&super::PlannedChain {
             name: BALANCE_CHAIN.into(),
@@ -478,6 +481,44 @@ mod tests {
         let big = slots("wlc", &[(0, 1000), (1, 1)]);
         assert!(big.len() <= MAX_SLOTS as usize + 1);
         assert!(big.contains(&1));
+    }
+
+    #[test]
+    fn the_update_renders_the_balance_chain_like_the_full_ruleset() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/golden/full.toml");
+        let cfg = crate::config::load(&path).expect("fixture");
+        let mut bal = NftBalancer::all_up(&cfg);
+        for r in &cfg.balancer.services[0].reals {
+            bal.set_up(
+                "dns",
+                Backend {
+                    address: r.address,
+                    port: r.port,
+                },
+                false,
+            );
+        }
+        let full: Vec<_> = super::super::plan(&cfg, Some(&bal))
+            .expect("plan")
+            .rules
+            .into_iter()
+            .filter(|r| r.chain == BALANCE_CHAIN)
+            .map(|r| super::super::rule_object(&r))
+            .collect();
+        let update = balance_update(&cfg, &bal);
+        let rules: Vec<_> = update.objects[1..]
+            .iter()
+            .map(|o| match o {
+                NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(r))) => r.clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(rules, full);
+        assert!(matches!(
+            update.objects[0],
+            NfObject::CmdObject(NfCmd::Flush(_))
+        ));
     }
 
     #[test]
