@@ -169,6 +169,13 @@ fn dhclient_gets_its_reservation() {
     assert!(env.contains("new_host_name=node2\n"), "{env}");
     assert!(addr_of(&cli, "cli1").contains("192.168.77.12/24"));
     assert!(default_route(&cli).contains("via 192.168.77.1"));
+    // dhclient sets no broadcast flag: the replies went by unicast to its
+    // MAC, through the neighbour entry the server added.
+    assert!(!lan.log_text().contains("cannot set neighbour entry"));
+    let neigh = lan
+        .srv
+        .ok(&["ip", "neigh", "show", "192.168.77.12", "dev", "lan0"]);
+    assert!(neigh.contains(NODE2), "{neigh}");
 }
 
 #[test]
