@@ -207,10 +207,17 @@ impl LeaseDb {
     /// Store a binding, keeping the indexes in step. Returns it.
     pub fn put(&mut self, r: Record) -> &Record {
         let in_pool = self.alloc.pool.is_some_and(|p| p.contains(r.ip));
-        if in_pool {
-            if let Some(old) = self.by_ip.get(&r.ip) {
+        if let Some(old) = self.by_ip.get(&r.ip) {
+            if in_pool {
                 self.alloc.by_expiry.remove(&(old.expires, old.ip));
             }
+            // The previous holder forgets this address, so `by_mac` never
+            // outgrows `by_ip` however many MACs come by.
+            if old.mac != r.mac && self.by_mac.get(&old.mac) == Some(&r.ip) {
+                self.by_mac.remove(&old.mac);
+            }
+        }
+        if in_pool {
             self.alloc.by_expiry.insert((r.expires, r.ip));
         }
         self.by_mac.insert(r.mac, r.ip);
@@ -344,6 +351,22 @@ mod tests {
         assert_eq!(db.choose(C, None, 300, usable), Some(b));
         // A comes back after expiry: still its own address while nobody took it.
         assert_eq!(db.choose(A, None, 300, usable), Some(a));
+    }
+
+    #[test]
+    fn memory_is_bounded_by_addresses_not_by_macs_seen() {
+        let usable = |ip: Ipv4Addr| pool().contains(ip);
+        let mut db = LeaseDb::new(Some(pool()));
+        for i in 0..10_000u64 {
+            let b = i.to_be_bytes();
+            let mac = Mac([2, b[3], b[4], b[5], b[6], b[7]]);
+            let now = i * (OFFER_HOLD + 1);
+            if let Some(ip) = db.choose(mac, None, now, usable) {
+                bind(&mut db, ip, mac, State::Offered, now + OFFER_HOLD);
+            }
+        }
+        assert_eq!(db.by_ip.len(), 2);
+        assert!(db.by_mac.len() <= 2, "{} MACs remembered", db.by_mac.len());
     }
 
     #[test]
