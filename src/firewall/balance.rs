@@ -10,7 +10,9 @@
 use super::expr::*;
 use super::{Ruleset, origin_comment};
 use crate::config::model::{Config, Proto, VirtualKey, VirtualService};
-use nftables::expr::{Expression, JHash, NamedExpression, NgMode, Numgen, SetItem, Verdict};
+use nftables::expr::{
+    BinaryOperation, Expression, JHash, NamedExpression, NgMode, Numgen, SetItem, Verdict,
+};
 use nftables::schema::{self, NfCmd, NfListObject, NfObject, Nftables, SetFlag, SetTypeValue};
 use nftables::stmt::{JumpTarget, SetOp, Statement, VerdictMap};
 use serde::Serialize;
@@ -123,6 +125,19 @@ fn set_affinity(svc: usize, real: usize) -> String {
     format!("lb{svc}_r{real}_aff")
 }
 
+/// The persistence key: the client address, masked by
+/// `persistence_netmask` as IPVS does (`ip saddr & 255.255.255.0`).
+fn client_key(s: &VirtualService) -> Expr {
+    if s.persistence_netmask == Ipv4Addr::BROADCAST {
+        payload("ip", "saddr")
+    } else {
+        Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+            payload("ip", "saddr"),
+            ip(s.persistence_netmask),
+        )))
+    }
+}
+
 /// What identifies a packet of this virtual service in prerouting.
 fn service_match(s: &VirtualService) -> Vec<Stmt> {
     match &s.key {
@@ -209,7 +224,7 @@ pub(super) fn render(cfg: &Config, bal: &NftBalancer, rs: &mut Ruleset) {
                 });
                 pre.push(Statement::Set(nftables::stmt::Set {
                     op: SetOp::Update,
-                    elem: payload("ip", "saddr"),
+                    elem: client_key(s),
                     set: Cow::Owned(format!("@{set}")),
                 }));
             }
@@ -281,7 +296,7 @@ fn render_balance(cfg: &Config, bal: &NftBalancer, rs: &mut Ruleset) {
             for &(j, _) in &up {
                 let mut st = m.clone();
                 st.push(matches(
-                    payload("ip", "saddr"),
+                    client_key(s),
                     text(format!("@{}", set_affinity(i, j))),
                 ));
                 st.push(goto(&chain_real(i, j)));
