@@ -187,9 +187,10 @@ check "systemd-analyze verify" \
     bash -c "out=\$(chroot '$root' systemd-analyze verify ${units[*]} 2>&1); printf '%s\n' \"\$out\"; [[ -z \$out ]]"
 for u in "${units[@]}"; do
     score=$(in_root systemd-analyze security --offline=yes "$u" 2>&1 | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
-    # 2.3 when written; fail on a regression that loosens the sandbox.
-    check "systemd-analyze security $(basename "$u"): ${score:-?} (at most 2.5)" \
-        in_root systemd-analyze security --offline=yes --threshold=25 "$u"
+    # 2.6 when written (CAP_SYS_ADMIN for the scratch netns is most of it);
+    # fail on a regression that loosens the sandbox further.
+    check "systemd-analyze security $(basename "$u"): ${score:-?} (at most 2.7)" \
+        in_root systemd-analyze security --offline=yes --threshold=27 "$u"
 done
 
 # --- boot it ----------------------------------------------------------------
@@ -239,36 +240,33 @@ wait_for() { # up to 10 s
     done
 }
 fwm() { ipvsadm -Ln | grep -q 'FWM  1 rr'; }
-applied() { # the companion ran `headnode apply` successfully, IPVS is there
-    wait_for systemctl is-active -q headnode-nftables.service && wait_for fwm \
-        || { journalctl -b -u headnode-nftables.service --no-pager | tail -n 12; return 1; }
-}
-daemon=no
+table() { nft list table inet headnode >/dev/null; }
+# The daemon first; it is stopped afterwards so that what repairs the
+# ruleset after nftables.service is the companion unit alone.
 if journalctl -b -u headnode.service --no-pager | grep -q 'not available in this build yet'; then
     echo "VMTEST SKIP headnode.service at boot: this build has no \`headnode run\` yet"
 else
-    daemon=yes
-    check "headnode.service active after boot" \
-        sh -c 'systemctl is-active headnode.service || { journalctl -b -u headnode.service --no-pager | tail -n 12; exit 1; }'
+    active() { systemctl is-active headnode.service || { journalctl -b -u headnode.service --no-pager | tail -n 12; return 1; }; }
+    reload_daemon() { systemctl reload headnode.service && sleep 1 && active; }
+    stop_daemon() { systemctl stop headnode.service && table && fwm; }
+    check "headnode.service active after boot (notify, sandboxed)" active
+    up() { table && fwm && [ "$(cat /proc/sys/net/ipv4/ip_forward)" = 1 ]; }
+    check "the daemon put up firewall table, balancer and ip_forward at boot" up
+    check "systemctl reload headnode keeps it running" reload_daemon
+    check "systemctl stop headnode leaves firewall and balancer in place" stop_daemon
 fi
-check "nftables.service starts and pulls in headnode-nftables.service" systemctl start nftables.service
-check "headnode-nftables.service applied the balancer from its sandbox" applied
+applied() { # the companion ran `headnode apply` successfully: table and IPVS are back
+    wait_for systemctl is-active -q headnode-nftables.service && wait_for table && wait_for fwm \
+        || { journalctl -b -u headnode-nftables.service --no-pager | tail -n 12; return 1; }
+}
+# Each time nftables.service loads /etc/nftables.conf it flushes the ruleset
+# (headnode's table with it); IPVS is cleared by hand to see it come back too.
+nftables() { ipvsadm -C && systemctl "$1" nftables.service && applied; }
+check "systemctl start nftables: headnode-nftables.service re-applied" nftables start
 check "net.ipv4.vs.conntrack written through ReadWritePaths=/proc/sys/net" \
     sh -c '[ "$(cat /proc/sys/net/ipv4/vs/conntrack)" = 1 ]'
-if nft list table inet headnode >/dev/null 2>&1; then
-    echo "VMTEST PASS headnode's nftables table is in place after nftables.service"
-else
-    echo "VMTEST SKIP firewall table: \`headnode apply\` in this build does not write it yet"
-fi
-nftables() { ipvsadm -C && systemctl "$1" nftables.service && applied; }
 check "systemctl reload nftables: headnode re-applied" nftables reload
 check "systemctl restart nftables: headnode re-applied" nftables restart
-if [ $daemon = yes ]; then
-    reload_daemon() { systemctl reload headnode.service && sleep 1 && systemctl is-active headnode.service; }
-    stop_daemon() { systemctl stop headnode.service && fwm; }
-    check "systemctl reload headnode keeps it running" reload_daemon
-    check "systemctl stop headnode leaves the balancer in place" stop_daemon
-fi
 echo "VMTEST DONE"
 systemctl poweroff --no-block
 SCRIPT
