@@ -265,6 +265,24 @@ address = "192.168.1.101"
         "SIGTERM must leave the firewall in place"
     );
     assert!(lab.log().contains("firewall stays in place"));
+
+    // Without the daemon, status reads the kernel: no daemon, rules still counted.
+    let st = lab.headnode(&["status", "--json"]);
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status JSON");
+    assert_eq!(v["daemon"]["running"], false);
+    let rules = v["firewall"]["rules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        rules.iter().any(|r| r["packets"].as_u64() > Some(0)),
+        "rule counters after stop: {v:#}"
+    );
 }
 
 fn serve(node: &mut Netns, dir: &Path, text: &str, port: u16) -> u32 {
