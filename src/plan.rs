@@ -83,7 +83,17 @@ pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls, purpose: Purpose) -> an
         notes.push("firewall.enabled = false: headnode's table is removed".into());
         None
     };
-    let have_nft = nft.available();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    // Listing, checking and the scratch namespace all need CAP_NET_ADMIN.
+    let without = if !nft.available() {
+        "nft is not installed"
+    } else if !root {
+        "needs root"
+    } else {
+        ""
+    };
+    let have_nft = without.is_empty();
     let live = if have_nft { nft.live_text() } else { Ok(None) };
     let no_live_table = matches!(live, Ok(None));
     let text = match (&ruleset, have_nft) {
@@ -92,12 +102,12 @@ pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls, purpose: Purpose) -> an
             Err("no headnode table is loaded".to_string())
         }
         (Some(rs), true) => nft.canonical_text(rs).map_err(|e| e.to_string()),
-        (Some(_), false) => Err("nft is not installed".to_string()),
+        (Some(_), false) => Err(without.to_string()),
         (None, _) => Ok(String::new()),
     };
     let check = match (&ruleset, have_nft) {
         _ if purpose == Purpose::Apply => "skipped: apply loads in one transaction".to_string(),
-        (_, false) => "skipped: nft is not installed".to_string(),
+        (_, false) => format!("skipped: {without}"),
         (None, true) => "skipped: no ruleset".to_string(),
         (Some(rs), true) => match nft.check(rs) {
             Ok(()) => "ok".into(),
