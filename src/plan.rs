@@ -101,6 +101,10 @@ pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls, purpose: Purpose) -> an
         (Some(_), true) if purpose == Purpose::Apply && no_live_table => {
             Err("no headnode table is loaded".to_string())
         }
+        // plan writes nothing, so only apply keeps the normal form cached.
+        (Some(rs), true) if purpose == Purpose::Apply => nft
+            .canonical_text_cached(rs, &crate::paths::state_dir())
+            .map_err(|e| e.to_string()),
         (Some(rs), true) => nft.canonical_text(rs).map_err(|e| e.to_string()),
         (Some(_), false) => Err(without.to_string()),
         (None, _) => Ok(String::new()),

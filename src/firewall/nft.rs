@@ -60,12 +60,15 @@ impl Nft {
     }
 
     pub fn available(&self) -> bool {
-        Command::new(&self.bin)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        self.version().is_some()
+    }
+
+    /// `nft --version` output, e.g. "nftables v1.0.6 (Lester Gooch #5)".
+    pub fn version(&self) -> Option<String> {
+        let out = self.run(&["--version"], None).ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<Output, NftError> {
@@ -199,6 +202,31 @@ impl Nft {
             script.push_str(s);
         }
         self.run_ok(&["-f", "-"], Some(&script)).map(|_| ())
+    }
+
+    /// `canonical_text`, remembered in `dir` per ruleset and nft version, so
+    /// an apply that changes nothing does not load the ruleset a second time.
+    pub fn canonical_text_cached(
+        &self,
+        rs: &Nftables,
+        dir: &std::path::Path,
+    ) -> Result<String, NftError> {
+        use std::hash::{Hash, Hasher};
+        let json = serde_json::to_string(rs)?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (json.as_str(), self.version()).hash(&mut h);
+        let key = format!("{:016x}\n", h.finish());
+        let path = dir.join("firewall-normal-form.txt");
+        if let Ok(cached) = std::fs::read_to_string(&path)
+            && let Some(text) = cached.strip_prefix(&key)
+        {
+            return Ok(text.to_string());
+        }
+        let text = self.canonical_text(rs)?;
+        // Only a cache: failing to write it costs time next run, nothing else.
+        let _ = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&path, format!("{key}{text}")));
+        Ok(text)
     }
 
     /// The desired ruleset in nft's normal form, by loading it into a scratch
