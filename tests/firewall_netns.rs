@@ -492,5 +492,26 @@ fn nftables_balancer_with_real_traffic() {
     bal.set_up("web", node(2), false);
     nft.update_balancer(&cfg, &bal).expect("update");
     assert_eq!(tp.get(&tp.net, &url).as_deref(), Some("SORRY"));
+
+    // Both down and no sorry server: new connections are refused at once
+    // (a TCP reset from the input chain), not left to time out.
+    let rr = tp.dir.join("rr.toml");
+    tp.apply_ok(&rr, &[]);
+    let cfg = config::load(&rr).expect("config");
+    let mut bal = NftBalancer::all_up(&cfg);
+    bal.set_up("web", node(1), false);
+    bal.set_up("web", node(2), false);
+    nft.update_balancer(&cfg, &bal).expect("update");
+    let started = std::time::Instant::now();
+    let code = format!(
+        "import socket\ntry:\n    socket.create_connection(('{PUBLIC}', 8000), 3)\nexcept ConnectionRefusedError:\n    raise SystemExit(0)\nraise SystemExit(1)\n"
+    );
+    let out = tp.net.run(&["python3", "-c", &code]);
+    assert!(
+        out.status.success(),
+        "expected a refused connection: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
     let _ = std::io::stderr().flush();
 }
