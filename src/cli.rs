@@ -37,7 +37,7 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Keep the ruleset applied with `apply --confirm`.
     Confirm,
-    /// Remove headnode's firewall tables (and its balancer services).
+    /// Remove headnode's firewall table and the IPVS services it created.
     Clear,
     /// Run the daemon: apply, serve DHCP, check health, reconcile drift.
     Run,

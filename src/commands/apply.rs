@@ -74,13 +74,15 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
             .into());
         }
     }
+    apply_ruleset(&nft, &plan, confirm)?;
+    // Forwarding only once the firewall is in place: a box that routes
+    // before it filters is open for that moment.
     sysctls.apply(&plan.sysctls)?;
     if plan.sysctls.is_empty() {
         println!("sysctls: unchanged");
     } else {
         println!("sysctls: {} changed", plan.sysctls.len());
     }
-    apply_ruleset(&nft, &plan, confirm)?;
     if plan.backend == Backend::Ipvs && !cfg.balancer.services.is_empty() {
         // After the ruleset, so the marks IPVS matches on are already set.
         super::balancer::apply(path, args)?;

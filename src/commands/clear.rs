@@ -1,5 +1,6 @@
-//! `headnode clear`: remove headnode's table and nothing else (shorewall's
-//! `clear`), and say what forwarding state the box is left in.
+//! `headnode clear`: remove headnode's table and the IPVS services it
+//! created, nothing else (shorewall's `clear`), and say what forwarding state
+//! the box is left in.
 
 use crate::firewall::{nft::Nft, rollback};
 use crate::sysctl::Sysctls;
@@ -16,6 +17,9 @@ pub fn run() -> anyhow::Result<()> {
         println!("removed table inet headnode (other tables untouched)");
     } else {
         println!("no headnode table was loaded (other tables untouched)");
+    }
+    for key in crate::ipvs::clear_owned()? {
+        println!("removed IPVS service {key} (services headnode did not create are untouched)");
     }
     let s = Sysctls::default();
     for (key, what) in [

@@ -519,7 +519,8 @@ impl Validator<'_> {
             && t.len() < 16
             && t != "."
             && t != ".."
-            && !t.chars().any(|c| c.is_whitespace() || c == '/' || c == ':');
+            // nft reads `*` as a wildcard: "eth*" would match every interface.
+            && !t.chars().any(|c| c.is_whitespace() || c == '/' || c == ':' || c == '*');
         if ok {
             Some(t.clone())
         } else {
@@ -527,7 +528,7 @@ impl Validator<'_> {
                 s.span(),
                 field,
                 format!("\"{t}\" is not a valid interface name"),
-                Some("Linux interface names are 1-15 characters without '/', ':' or spaces"),
+                Some("Linux interface names are 1-15 characters without '/', ':', '*' or spaces"),
             );
             None
         }

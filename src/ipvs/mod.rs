@@ -278,6 +278,28 @@ pub fn reconcile(cfg: &Config, health: &HealthMap) -> Result<Report, Error> {
     Ok(report)
 }
 
+/// `headnode clear`: delete the virtual services headnode created (its
+/// ownership record says which) and nothing else. A kernel without IPVS has
+/// none, which is not an error here.
+pub fn clear_owned() -> Result<Vec<ServiceKey>, Error> {
+    let handle = match netlink::Handle::open() {
+        Ok(h) => h,
+        Err(Error::NoIpvs(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let store = state::Store::from_env();
+    let owned = store.load()?;
+    let live = handle.table()?;
+    let mut removed = Vec::new();
+    for key in owned.iter().filter(|k| live.contains_key(k)) {
+        handle.exec(&Op::DelService(*key))?;
+        tracing::info!(change = %Op::DelService(*key), "ipvs");
+        removed.push(*key);
+    }
+    store.save(&BTreeSet::new())?;
+    Ok(removed)
+}
+
 /// `headnode plan`'s IPVS section: the desired table and the changes apply
 /// would make to the live one (or to an empty one when it cannot be read).
 pub fn plan_text(cfg: &Config, health: &HealthMap) -> String {
