@@ -5,9 +5,11 @@
 //!   (RFC 2131 §4.1), `socket` sends it;
 //! - `tables` is the config in wire form, `leases` the bindings and pool
 //!   allocator, `store` the crash-safe lease file;
-//! - this module runs them: one task reads packets in batches and answers,
-//!   a writer thread appends lease records and fdatasyncs once per batch
-//!   (group commit), and pool ACKs leave only after their sync.
+//! - this module runs them on two threads: the server thread reads
+//!   packets in batches (`recvmmsg`), answers and sends (`sendmmsg`); the
+//!   lease writer appends records and fdatasyncs once for everything queued
+//!   (group commit), then sends the pool ACKs that waited for it. Neither
+//!   needs an async runtime; `wait` is async so the daemon can select on it.
 //!
 //! API for the daemon: [`Server::start`], [`Server::reload`],
 //! [`Server::leases`], [`Server::counters`], [`Server::stop`], [`Server::wait`].
@@ -30,19 +32,16 @@ use limits::{Counters, CountersView, LogGate, RateLimit};
 use responder::{Outcome, Quiet};
 use serde::Serialize;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use store::LeaseFile;
 use tables::Tables;
-use target::Target;
-use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-/// Packets handled per wake-up before looking at other work.
-const BATCH: usize = 64;
 /// Per-MAC packet rate (packets/s) and burst; far above what a client needs
 /// (4 packets per lease), low enough that one MAC cannot crowd out others.
 const RATE: u32 = 250;
@@ -166,16 +165,11 @@ struct Core {
     db: LeaseDb,
 }
 
-/// Lines to append and replies that wait for them.
+/// Lines to append and the replies that wait for them.
 #[derive(Default)]
 struct Job {
     records: Vec<Record>,
-    held: Vec<(Target, Vec<u8>)>,
-}
-
-/// Replies whose records are on disk.
-struct Durable {
-    held: Vec<(Target, Vec<u8>)>,
+    held: Vec<(SocketAddrV4, Vec<u8>)>,
 }
 
 /// A running DHCP server.
@@ -183,9 +177,10 @@ pub struct Server {
     core: Arc<Mutex<Core>>,
     counters: Arc<Counters>,
     lease_file: PathBuf,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), DhcpError>>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<(), DhcpError>>>,
+    /// Closed when the server thread ends.
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
@@ -196,7 +191,7 @@ fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
 
 impl Server {
     /// Check the interface, bind to it, load the lease file and start
-    /// serving. Call from inside a tokio runtime.
+    /// serving on a thread of its own.
     pub fn start(cfg: Arc<Config>) -> Result<Server, DhcpError> {
         if !cfg.dhcp.enabled {
             return Err(DhcpError::Disabled);
@@ -230,29 +225,42 @@ impl Server {
         let core = Arc::new(Mutex::new(Core { tables, db }));
         let counters = Arc::new(Counters::default());
         let (job_tx, job_rx) = std_mpsc::channel::<Job>();
-        let (done_tx, done_rx) = mpsc::unbounded_channel::<Durable>();
         let wc = counters.clone();
+        let wsock = sock.try_clone()?;
         let writer = std::thread::Builder::new()
             .name("dhcp-leases".into())
-            .spawn(move || writer(file, job_rx, done_tx, wc))?;
-        let sock = tokio::net::UdpSocket::from_std(sock)?;
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(serve(
-            sock,
+            .spawn(move || writer(file, job_rx, wsock, wc))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let lp = Loop {
             iface,
-            core.clone(),
-            counters.clone(),
-            job_tx,
-            done_rx,
-            stop_rx,
-        ));
+            core: core.clone(),
+            counters: counters.clone(),
+            rate: RateLimit::new(RATE, BURST),
+            unknown_log: LogGate::new(60),
+            exhausted_log: LogGate::new(60),
+            started: Instant::now(),
+            out: Vec::with_capacity(1500),
+            now_out: Vec::with_capacity(socket::BATCH),
+            spare: Vec::new(),
+        };
+        let st = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("dhcp".into())
+            .spawn(move || {
+                let r = serve(lp, sock, job_tx, st);
+                // The writer drains what it was given once the sender is gone.
+                let _ = writer.join();
+                drop(done_tx);
+                r
+            })?;
         Ok(Server {
             core,
             counters,
             lease_file: cfg.dhcp.lease_file.clone(),
             stop,
-            task,
-            writer: Some(writer),
+            thread: Some(thread),
+            done: Some(done),
         })
     }
 
@@ -316,27 +324,28 @@ impl Server {
         self.counters.snapshot()
     }
 
-    /// Ask the server to stop; `wait` returns once it has.
+    /// Ask the server to stop (within `socket::RECV_TIMEOUT`); `wait`
+    /// returns once it has.
     pub fn stop(&self) {
-        let _ = self.stop.send(true);
+        self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// Run until stopped or failed, then let the lease writer finish what
-    /// it was given. Await it once.
+    /// Run until stopped or failed, the lease writer included. Cancel-safe
+    /// (fine in a `select!` loop); returns the result once.
     pub async fn wait(&mut self) -> Result<(), DhcpError> {
-        let r = match (&mut self.task).await {
-            Ok(r) => r,
-            Err(e) => Err(DhcpError::Io(io::Error::other(e))),
-        };
-        if let Some(w) = self.writer.take() {
-            // The packet task is gone with its sender, so the writer drains and exits.
-            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        if let Some(done) = self.done.as_mut() {
+            let _ = done.await;
+            self.done = None;
         }
-        r
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(DhcpError::Io(io::Error::other("the DHCP thread panicked"))),
+            None => Ok(()),
+        }
     }
 }
 
-/// Per-loop state that is not shared.
+/// Per-thread state of the server loop.
 struct Loop {
     iface: String,
     core: Arc<Mutex<Core>>,
@@ -345,86 +354,61 @@ struct Loop {
     unknown_log: LogGate,
     exhausted_log: LogGate,
     started: Instant,
+    /// The reply being written.
     out: Vec<u8>,
+    /// Replies to send at the end of this batch.
+    now_out: Vec<(SocketAddrV4, Vec<u8>)>,
+    /// Reply buffers to reuse.
+    spare: Vec<Vec<u8>>,
 }
 
-async fn serve(
-    sock: tokio::net::UdpSocket,
-    iface: String,
-    core: Arc<Mutex<Core>>,
-    counters: Arc<Counters>,
+fn serve(
+    mut lp: Loop,
+    sock: UdpSocket,
     jobs: std_mpsc::Sender<Job>,
-    mut durable: mpsc::UnboundedReceiver<Durable>,
-    mut stop: watch::Receiver<bool>,
+    stop: Arc<AtomicBool>,
 ) -> Result<(), DhcpError> {
-    let mut lp = Loop {
-        iface,
-        core,
-        counters,
-        rate: RateLimit::new(RATE, BURST),
-        unknown_log: LogGate::new(60),
-        exhausted_log: LogGate::new(60),
-        started: Instant::now(),
-        out: Vec::with_capacity(1500),
-    };
-    let mut buf = vec![0u8; 4096];
+    let mut rx = socket::RecvBatch::default();
     // Records that need no sync (fixed-address ACKs, releases, declines)
-    // wait for the next durable batch or the tick, whichever comes first:
+    // wait for the next durable batch or a second, whichever comes first:
     // a reservation ACK then costs no write of its own.
     let mut pending = Job::default();
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let flush = |pending: &mut Job| {
-        if pending.records.is_empty() && pending.held.is_empty() {
-            return Ok(());
-        }
-        jobs.send(std::mem::take(pending))
-            .map_err(|_| DhcpError::Io(io::Error::other("the lease writer thread stopped")))
-    };
+    let mut last_flush = Instant::now();
     loop {
-        tokio::select! {
-            r = sock.readable() => {
-                r?;
-                {
-                    let core = lp.core.clone();
-                    let mut core = lock(&core);
-                    let now = unix_now();
-                    for _ in 0..BATCH {
-                        match sock.try_recv_from(&mut buf) {
-                            Ok((n, _)) => lp.handle(&buf[..n], &mut core, now, &sock, &mut pending),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                }
-                if !pending.held.is_empty() || pending.records.len() >= LAZY_RECORDS {
-                    flush(&mut pending)?;
+        let stopping = stop.load(Ordering::Relaxed);
+        if !stopping {
+            let n = rx.recv(&sock)?;
+            if n > 0 {
+                let core = lp.core.clone();
+                let mut core = lock(&core);
+                let now = unix_now();
+                for i in 0..n {
+                    lp.handle(rx.get(i), &mut core, now, &sock, &mut pending);
                 }
             }
-            Some(d) = durable.recv() => {
-                for (target, bytes) in d.held {
-                    lp.send(&sock, target, &bytes);
-                }
+            lp.send_now(&sock);
+        }
+        let due = !pending.held.is_empty()
+            || pending.records.len() >= LAZY_RECORDS
+            || (!pending.records.is_empty() && last_flush.elapsed() >= FLUSH_EVERY)
+            || stopping;
+        if due {
+            last_flush = Instant::now();
+            if !(pending.records.is_empty() && pending.held.is_empty())
+                && jobs.send(std::mem::take(&mut pending)).is_err()
+            {
+                return Err(io::Error::other("the lease writer thread stopped").into());
             }
-            _ = tick.tick() => flush(&mut pending)?,
-            _ = stop.changed() => {
-                info!("DHCP server stopping");
-                return flush(&mut pending);
-            }
+        }
+        if stopping {
+            info!("DHCP server stopping");
+            return Ok(());
         }
     }
 }
 
 impl Loop {
-    fn handle(
-        &mut self,
-        pkt: &[u8],
-        core: &mut Core,
-        now: u64,
-        sock: &tokio::net::UdpSocket,
-        job: &mut Job,
-    ) {
+    fn handle(&mut self, pkt: &[u8], core: &mut Core, now: u64, sock: &UdpSocket, job: &mut Job) {
         let c = &*self.counters;
         Counters::bump(&c.received);
         let req = match request::parse(pkt) {
@@ -465,12 +449,13 @@ impl Loop {
                 if let Some(r) = record {
                     job.records.push(r);
                 }
+                let to = socket::destination(sock, &self.iface, target);
+                let fresh = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(1500));
+                let reply = std::mem::replace(&mut self.out, fresh);
                 if wait {
-                    job.held.push((target, self.out.clone()));
+                    job.held.push((to, reply));
                 } else {
-                    let out = std::mem::take(&mut self.out);
-                    self.send(sock, target, &out);
-                    self.out = out;
+                    self.now_out.push((to, reply));
                 }
             }
             Outcome::Quiet { why, record } => {
@@ -502,20 +487,29 @@ impl Loop {
         }
     }
 
-    fn send(&self, sock: &tokio::net::UdpSocket, target: Target, bytes: &[u8]) {
-        if let Err(e) = socket::send(sock, &self.iface, target, bytes) {
-            Counters::bump(&self.counters.send_errors);
-            tracing::debug!(?target, "send failed: {e}");
+    /// Send this batch's replies and keep their buffers.
+    fn send_now(&mut self, sock: &UdpSocket) {
+        if self.now_out.is_empty() {
+            return;
         }
+        let msgs: Vec<(SocketAddrV4, &[u8])> =
+            self.now_out.iter().map(|(to, b)| (*to, &b[..])).collect();
+        let failed = socket::send_many(sock, &msgs);
+        if failed > 0 {
+            self.counters
+                .send_errors
+                .fetch_add(failed as u64, Ordering::Relaxed);
+        }
+        self.spare.extend(self.now_out.drain(..).map(|(_, b)| b));
     }
 }
 
 /// The lease writer: waits for work, takes everything queued, appends it
-/// in one write, syncs once, then releases the held replies.
+/// in one write, syncs once, then sends the replies that waited.
 fn writer(
     mut file: LeaseFile,
     jobs: std_mpsc::Receiver<Job>,
-    done: mpsc::UnboundedSender<Durable>,
+    sock: UdpSocket,
     counters: Arc<Counters>,
 ) {
     let mut text = String::new();
@@ -532,18 +526,21 @@ fn writer(
             Ok(()) => {
                 counters
                     .lease_writes
-                    .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
                 if sync {
                     Counters::bump(&counters.lease_syncs);
                 }
-                if !held.is_empty() && done.send(Durable { held }).is_err() {
-                    return;
-                }
+                let msgs: Vec<(SocketAddrV4, &[u8])> =
+                    held.iter().map(|(to, b)| (*to, &b[..])).collect();
+                let failed = socket::send_many(&sock, &msgs);
+                counters
+                    .send_errors
+                    .fetch_add(failed as u64, Ordering::Relaxed);
             }
             Err(e) => {
                 counters
                     .not_durable
-                    .fetch_add(held.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(held.len() as u64, Ordering::Relaxed);
                 if last_error.is_none_or(|t| t.elapsed().as_secs() >= 60) {
                     error!(
                         "cannot write the lease file: {e}; pool clients get no ACK until it works again (logged once a minute)"

@@ -13,7 +13,15 @@ use std::os::fd::AsRawFd;
 pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
 
-/// Bind 0.0.0.0:67 on `ifname` only.
+/// How long a receive waits before the loop looks at its clock and flags.
+pub const RECV_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
+/// Datagrams read or written per system call.
+pub const BATCH: usize = 64;
+/// Largest request read; longer ones are cut and then fail to parse.
+const MAX_DATAGRAM: usize = 1536;
+
+/// Bind 0.0.0.0:67 on `ifname` only. Blocking, with a receive timeout:
+/// the server thread waits in `recvmmsg`, not in an event loop.
 pub fn bind(ifname: &str) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
@@ -23,7 +31,7 @@ pub fn bind(ifname: &str) -> io::Result<UdpSocket> {
     // at net.core.rmem_max, which is fine.
     let _ = s.set_recv_buffer_size(4 << 20);
     let _ = s.set_send_buffer_size(4 << 20);
-    s.set_nonblocking(true)?;
+    s.set_read_timeout(Some(RECV_TIMEOUT))?;
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT).into())?;
     Ok(s.into())
 }
@@ -44,7 +52,7 @@ fn parse_default_route(text: &str) -> Option<String> {
 
 /// Put `ip → mac` in the neighbour table of `ifname` so a unicast reply
 /// reaches a client that cannot answer ARP yet (dnsmasq and dora do this).
-fn inject_arp(sock: &impl AsRawFd, ifname: &str, ip: Ipv4Addr, mac: Mac) -> io::Result<()> {
+fn inject_arp(sock: &UdpSocket, ifname: &str, ip: Ipv4Addr, mac: Mac) -> io::Result<()> {
     // SAFETY: arpreq is plain old data; all-zero is a valid value.
     let mut req: libc::arpreq = unsafe { std::mem::zeroed() };
     let pa = libc::sockaddr_in {
@@ -82,15 +90,10 @@ fn inject_arp(sock: &impl AsRawFd, ifname: &str, ip: Ipv4Addr, mac: Mac) -> io::
     }
 }
 
-/// Send a reply where RFC 2131 §4.1 says. A hardware-unicast reply falls
-/// back to broadcast when the neighbour entry cannot be set.
-pub fn send(
-    sock: &tokio::net::UdpSocket,
-    ifname: &str,
-    target: Target,
-    bytes: &[u8],
-) -> io::Result<()> {
-    let to = match target {
+/// Where a reply goes, as a socket address. A hardware-unicast reply
+/// falls back to broadcast when the neighbour entry cannot be set.
+pub fn destination(sock: &UdpSocket, ifname: &str, target: Target) -> SocketAddrV4 {
+    match target {
         Target::Relay(ip) => SocketAddrV4::new(ip, SERVER_PORT),
         Target::Client(ip) => SocketAddrV4::new(ip, CLIENT_PORT),
         Target::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
@@ -101,8 +104,126 @@ pub fn send(
                 SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT)
             }
         },
-    };
-    sock.try_send_to(bytes, to.into()).map(|_| ())
+    }
+}
+
+fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(a.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// Receive buffers for one `recvmmsg`.
+pub struct RecvBatch {
+    bufs: Vec<[u8; MAX_DATAGRAM]>,
+    lens: [usize; BATCH],
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch {
+            bufs: vec![[0; MAX_DATAGRAM]; BATCH],
+            lens: [0; BATCH],
+        }
+    }
+}
+
+impl RecvBatch {
+    /// Wait for at least one datagram (up to `RECV_TIMEOUT`), then take
+    /// what is queued, up to `BATCH`. Ok(0) on timeout.
+    pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+        // SAFETY: mmsghdr/iovec are plain data; all-zero is valid.
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..BATCH {
+            iov[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: MAX_DATAGRAM,
+            };
+            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at a live buffer of the stated length;
+        // the kernel writes at most that many bytes and the lengths.
+        let n = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let n = n as usize;
+        for (len, h) in self.lens.iter_mut().zip(&hdrs[..n]) {
+            *len = (h.msg_len as usize).min(MAX_DATAGRAM);
+        }
+        Ok(n)
+    }
+
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.bufs[i][..self.lens[i]]
+    }
+}
+
+/// Send datagrams with as few `sendmmsg` calls as the kernel allows.
+/// Returns how many could not be sent.
+pub fn send_many(sock: &UdpSocket, msgs: &[(SocketAddrV4, &[u8])]) -> usize {
+    let mut failed = 0;
+    for chunk in msgs.chunks(BATCH) {
+        let mut addrs = [sockaddr(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)); BATCH];
+        // SAFETY: plain data, all-zero is valid.
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (i, (to, bytes)) in chunk.iter().enumerate() {
+            addrs[i] = sockaddr(*to);
+            iov[i] = libc::iovec {
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
+            };
+            hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+            hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+        }
+        let mut at = 0;
+        while at < chunk.len() {
+            // SAFETY: headers from `at` on point at live addresses and
+            // buffers; the kernel only reads them.
+            let n = unsafe {
+                libc::sendmmsg(
+                    sock.as_raw_fd(),
+                    hdrs[at..].as_mut_ptr(),
+                    (chunk.len() - at) as libc::c_uint,
+                    0,
+                )
+            };
+            if n <= 0 {
+                if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                    // This datagram cannot go (no route, buffer full): skip it.
+                    failed += 1;
+                    at += 1;
+                }
+            } else {
+                at += n as usize;
+            }
+        }
+    }
+    failed
 }
 
 #[cfg(test)]
