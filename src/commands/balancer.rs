@@ -41,9 +41,27 @@ pub fn apply(path: &Path, _args: &ApplyArgs) -> anyhow::Result<()> {
     for (k, v) in &report.sysctls {
         println!("sysctl {k} = {v}");
     }
-    print!("{}", ipvs::render_ops(&report.applied));
+    // One line per change is what an admin wants to read, up to a point.
+    const SHOW: usize = 50;
+    print!(
+        "{}",
+        ipvs::render_ops(&report.applied[..report.applied.len().min(SHOW)])
+    );
+    if report.applied.len() > SHOW {
+        println!("... and {} more", report.applied.len() - SHOW);
+    }
     if report.is_noop() {
-        println!("ipvs: no changes");
+        println!(
+            "ipvs: no changes (table read in {} ms)",
+            report.read.as_millis()
+        );
+    } else {
+        println!(
+            "ipvs: {} changes (table read in {} ms, changes made in {} ms)",
+            report.applied.len() + report.failed.len(),
+            report.read.as_millis(),
+            report.write.as_millis()
+        );
     }
     if !report.failed.is_empty() {
         for (op, e) in &report.failed {

@@ -225,6 +225,9 @@ pub struct Report {
     pub failed: Vec<(Op, String)>,
     /// Sysctls written (key, value).
     pub sysctls: Vec<(String, String)>,
+    /// Time spent reading the kernel's table, and carrying out the changes.
+    pub read: std::time::Duration,
+    pub write: std::time::Duration,
 }
 
 impl Report {
@@ -249,7 +252,9 @@ pub fn reconcile(cfg: &Config, health: &HealthMap) -> Result<Report, Error> {
     }
     let store = state::Store::from_env();
     let owned = store.load()?;
+    let started = std::time::Instant::now();
     let observed = handle.table()?;
+    report.read = started.elapsed();
     let ops = diff(&want, &observed, &owned, cfg.balancer.exclusive);
     // Record ownership of what we are about to create before creating it, so
     // a crash half way never leaves services nobody owns.
@@ -258,7 +263,10 @@ pub fn reconcile(cfg: &Config, health: &HealthMap) -> Result<Report, Error> {
         .copied()
         .collect();
     store.save(&owned_now)?;
-    for (op, result) in ops.iter().zip(handle.exec_all(&ops)) {
+    let started = std::time::Instant::now();
+    let results = handle.exec_all(&ops);
+    report.write = started.elapsed();
+    for (op, result) in ops.iter().zip(results) {
         match result {
             Ok(()) => {
                 tracing::info!(change = %op, "ipvs");
@@ -275,6 +283,18 @@ pub fn reconcile(cfg: &Config, health: &HealthMap) -> Result<Report, Error> {
     }
     owned_now.retain(|k| want.contains_key(k) || observed.contains_key(k));
     store.save(&owned_now)?;
+    let (read_ms, write_ms) = (report.read.as_millis(), report.write.as_millis());
+    if ops.is_empty() {
+        tracing::debug!(services = observed.len(), read_ms, "ipvs in sync");
+    } else {
+        tracing::info!(
+            changes = ops.len(),
+            failed = report.failed.len(),
+            read_ms,
+            write_ms,
+            "ipvs reconciled"
+        );
+    }
     Ok(report)
 }
 

@@ -588,6 +588,27 @@ mod tests {
         assert!(set.ends_with(&tail), "{set:02x?}");
     }
 
+    #[test]
+    fn dump_and_flush_requests() {
+        // Sent with NLM_F_DUMP by the router; the flags here are the test's.
+        assert_eq!(
+            bytes(dump_services().unwrap()),
+            hex("14000000 2000 0500 00000000 00000000 04 01 0000")
+        );
+        assert_eq!(
+            bytes(dump_dests(&fwm1()).unwrap()),
+            hex("
+                28000000 2000 0500 00000000 00000000
+                08 01 0000
+                1400 0180 0600 0100 0200 0000 0800 0500 01000000
+            ")
+        );
+        assert_eq!(
+            bytes(flush().unwrap()),
+            hex("14000000 2000 0500 00000000 00000000 11 01 0000")
+        );
+    }
+
     /// A GET_SERVICE dump reply as kernel 6.1 sends it: a 16-byte ADDR, the
     /// HASHED flag, and stats we must skip.
     #[test]

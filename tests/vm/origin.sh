@@ -61,11 +61,18 @@ table inet vmtest {
 }
 NFT
 
+serve() { # serve NODE<n> on :8000 in node<n>; the pid goes to /run/httpd<n>.pid
+    # /sbin/ip directly: a shell function in the background would be a
+    # subshell, and $! its pid instead of the server's.
+    /sbin/ip netns exec node$1 httpd -f -p 8000 -h /srv/node$1 &
+    echo $! > /run/httpd$1.pid
+}
 for n in 1 2; do
     mkdir -p /srv/node$n
     echo NODE$n > /srv/node$n/id
-    in_ns node$n httpd -p 8000 -h /srv/node$n
+    serve $n
 done
+sleep 1
 
 get() { # one request from the client to the balancer; prints the body
     printf 'GET /id HTTP/1.0\r\n\r\n' | in_ns net timeout 5 nc $PUBLIC 8000 | tail -1
@@ -120,7 +127,7 @@ check "apply sets vs.conntrack back" has "$out" '^sysctl net.ipv4.vs.conntrack =
 
 # --- idempotence and drift ---------------------------------------------------
 out=$(hn apply 2>&1); echo "$out"
-check "second apply changes nothing" has "$out" '^ipvs: no changes$'
+check "second apply changes nothing" has "$out" '^ipvs: no changes'
 check "ipvsadm -C empties the table" sh -c "/sbin/ip netns exec head ipvsadm -C && [ -z \"\$(/sbin/ip netns exec head ipvsadm -Sn)\" ]"
 out=$(hn apply 2>&1); echo "$out"
 check "apply after ipvsadm -C restores the table" [ -n "$saved" -a "$(in_ns head ipvsadm -Sn)" = "$saved" ]
@@ -133,6 +140,48 @@ seq6=""
 for i in 1 2 3 4 5 6; do seq6="$seq6 $(get)"; done
 echo "six requests:$seq6"
 check "requests alternate again after the repairs" alternates
+
+# --- health checks through the daemon ------------------------------------------
+# origin.toml: health = { check = "tcp", interval = "2s", timeout = "1s", rise = 2, fall = 2 }
+now_ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
+weight_of() { in_ns head ipvsadm -Ln | awk -v r="$1:8000" '$2 == r { print $4 }'; }
+wait_weight() { # wait_weight ADDR WEIGHT LIMIT_MS: prints the milliseconds it took
+    local t0 limit; t0=$(now_ms); limit=$3
+    while [ "$(weight_of $1)" != "$2" ]; do
+        [ $(($(now_ms) - t0)) -lt $limit ] || { echo -1; return 1; }
+        sleep 0.1
+    done
+    echo $(($(now_ms) - t0))
+}
+/sbin/ip netns exec head env HEADNODE_RUN_DIR=/run/hn headnode -c "$CFG" run > /run/daemon.log 2>&1 &
+daemon=$!
+sleep 3
+check "the daemon is running" kill -0 $daemon
+kill "$(cat /run/httpd2.pid)"
+# The first failing probe comes at most one interval after the stop, the
+# fall-th (2nd) one interval later: drained within interval x fall = 4s,
+# plus 1s for the reconcile under TCG emulation.
+ms=$(wait_weight 192.168.1.102 0 15000)
+drained=$ms
+echo "node2 drained after $ms ms"
+check "stopping node2's server drains it within interval x fall ($ms ms)" [ "$ms" -ge 0 -a "$ms" -le 5000 ]
+check "node1 keeps its weight" [ "$(weight_of 192.168.1.101)" = 1 ]
+seq6=""
+for i in 1 2 3 4 5 6; do seq6="$seq6 $(get)"; done
+echo "six requests:$seq6"
+check "with node2 down all requests go to node1" [ "$seq6" = " NODE1 NODE1 NODE1 NODE1 NODE1 NODE1" ]
+serve 2
+ms=$(wait_weight 192.168.1.102 1 15000)
+echo "node2 restored after $ms ms"
+check "restarting node2's server restores it ($ms ms)" [ "$drained" -ge 0 -a "$ms" -ge 0 ]
+seq6=""
+for i in 1 2 3 4 5 6; do seq6="$seq6 $(get)"; done
+echo "six requests:$seq6"
+check "requests alternate again once node2 is back" alternates
+kill $daemon; wait $daemon 2>/dev/null
+grep -E 'health|ipvs' /run/daemon.log
+check "the daemon logged the state changes" grep -q 'health: down' /run/daemon.log
+[ $fail -eq 0 ] || { echo "--- daemon log"; tail -30 /run/daemon.log; }
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
