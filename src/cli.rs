@@ -118,6 +118,9 @@ pub struct JsonArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
+    /// Debian's /etc/network/interfaces (ifupdown; `source` lines are followed).
+    #[arg(long)]
+    pub interfaces: Option<PathBuf>,
     /// ISC dhcpd.conf.
     #[arg(long)]
     pub dhcpd: Option<PathBuf>,

@@ -1,6 +1,6 @@
 //! `headnode import` against fixtures: every `fixtures/import/<case>/` holds
-//! legacy files under their usual names (dhcpd.conf, hosts, shorewall/,
-//! ipvsadm, sysctl.conf) and the expected config and report. Re-bless with
+//! legacy files under their usual names (interfaces, dhcpd.conf, hosts,
+//! shorewall/, ipvsadm, sysctl.conf) and the expected config and report. Re-bless with
 //! `HEADNODE_BLESS=1 cargo test --test import_golden`.
 
 use headnode::config::{self, Config};
@@ -27,6 +27,7 @@ fn cases() -> Vec<PathBuf> {
 fn inputs(dir: &Path) -> Inputs {
     let some = |name: &str| Some(dir.join(name)).filter(|p| p.exists());
     Inputs {
+        interfaces: some("interfaces"),
         dhcpd: some("dhcpd.conf"),
         hosts: some("hosts"),
         shorewall: some("shorewall"),
@@ -104,7 +105,7 @@ fn every_imported_config_passes_check() {
 }
 
 #[test]
-fn the_howto_files_are_imported_with_their_two_problems_named() {
+fn the_howto_files_are_imported_with_their_problems_named() {
     let (cfg, report, errors) = run(Path::new("fixtures/import/origin"));
     assert!(errors);
     assert!(
@@ -117,9 +118,24 @@ fn the_howto_files_are_imported_with_their_two_problems_named() {
         report.contains("fixtures/import/origin/shorewall/tcrules:8: error: `1 0.0.0.0/0 132.206.52.210 tcp 8000`: marks packets to 132.206.52.210, but the public interface has 123.321.52.210"),
         "{report}"
     );
-    assert_eq!(report.matches(": error: ").count(), 2, "{report}");
-    // Both problems are marked in the config itself.
-    assert_eq!(cfg.matches("# FIXME").count(), 2, "{cfg}");
+    // The same invented address in /etc/network/interfaces, line by line.
+    for (line, what) in [
+        (8, "address: \"123.321.52.210\""),
+        (10, "network: \"123.321.52.0\""),
+        (11, "broadcast: \"123.321.52.255\""),
+        (12, "gateway: \"123.321.52.253\""),
+        (14, "dns-nameservers: \"123.321.52.1\""),
+    ] {
+        let want = format!(
+            "fixtures/import/origin/interfaces:{line}: error: {what} is not a valid IPv4 address (321 is above 255)"
+        );
+        assert!(report.contains(&want), "{want}\n{report}");
+    }
+    assert_eq!(report.matches(": error: ").count(), 7, "{report}");
+    // The problems that reach the config are marked in it: the public address
+    // (read from the interface instead), the gateway, the DNS servers, the mark.
+    assert_eq!(cfg.matches("# FIXME").count(), 4, "{cfg}");
+    assert!(cfg.contains("address = \"auto\""), "{cfg}");
     // Not the origin pattern (the mark is for another address): low-level blocks.
     let headers: Vec<&str> = cfg.lines().filter(|l| l.starts_with('[')).collect();
     assert!(headers.contains(&"[[firewall.mark]]"), "{cfg}");
@@ -129,7 +145,15 @@ fn the_howto_files_are_imported_with_their_two_problems_named() {
 /// The parts of a config that decide what the head node does.
 #[derive(Debug, PartialEq)]
 struct Behaviour {
-    interfaces: (String, Option<std::net::Ipv4Addr>, String, ipnet::Ipv4Net),
+    /// Public name, address/prefix and gateway; private name and address/prefix.
+    interfaces: (
+        String,
+        Option<ipnet::Ipv4Net>,
+        Option<std::net::Ipv4Addr>,
+        String,
+        ipnet::Ipv4Net,
+    ),
+    dns: (Vec<std::net::Ipv4Addr>, Vec<String>),
     hosts: Vec<(String, String, std::net::Ipv4Addr)>,
     policies: Vec<String>,
     nat: String,
@@ -151,10 +175,12 @@ fn behaviour(c: &Config) -> Behaviour {
     Behaviour {
         interfaces: (
             c.public.name.clone(),
-            c.public_ip(),
+            c.public.address,
+            c.public.gateway,
             c.private.name.clone(),
             c.private.address,
         ),
+        dns: (c.dhcp.dns_servers.clone(), c.dhcp.domain_search.clone()),
         hosts,
         policies: c
             .firewall
@@ -227,13 +253,12 @@ fn the_corrected_howto_files_give_the_origin_config() {
     let imported = import(&inputs(dir), Path::new("headnode.toml")).expect("import");
     assert!(!imported.has_errors(), "{}", imported.report);
     let origin = config::load(Path::new("fixtures/origin/headnode.toml")).expect("origin config");
-    let mut got = config::parse(&imported.config, Path::new("headnode.toml")).expect("valid");
-    // The import finds the public address in the hosts file but not its prefix
-    // (that lived in /etc/network/interfaces), so it writes address = "auto";
-    // apply fills it in from the interface, as here.
+    let got = config::parse(&imported.config, Path::new("headnode.toml")).expect("valid");
+    // /etc/network/interfaces gives the public address with its prefix, the
+    // gateway and the resolvers, so nothing is left to fill in by hand.
     assert_eq!(imported.public, origin.public_ip());
-    assert_eq!(got.public.address, None);
-    got.resolve_public(origin.public.address.expect("origin pins its address"));
+    assert!(origin.public.address.is_some() && origin.public.gateway.is_some());
+    assert!(!origin.dhcp.dns_servers.is_empty() && !origin.dhcp.domain_search.is_empty());
     assert_eq!(behaviour(&got), behaviour(&origin));
     // Same shape: the origin pattern became one [[service]] block.
     assert_eq!(got.services.len(), 1);
@@ -284,6 +309,7 @@ fn case_args(dir: &str) -> Vec<String> {
     let i = inputs(Path::new(dir));
     let mut out = Vec::new();
     for (flag, p) in [
+        ("--interfaces", i.interfaces),
         ("--dhcpd", i.dhcpd),
         ("--hosts", i.hosts),
         ("--shorewall", i.shorewall),
@@ -480,4 +506,47 @@ fn damaged_inputs_never_panic_and_a_clean_report_means_a_valid_config() {
     }
     std::fs::remove_dir_all(&scratch).ok();
     assert!(runs >= 200);
+}
+
+#[test]
+fn the_interfaces_file_is_checked_against_the_other_inputs() {
+    let dir = std::env::temp_dir().join(format!("headnode-import-ifaces-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("shorewall")).expect("tmp dir");
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).expect("write");
+    write(
+        "interfaces",
+        "auto eth0\niface eth0 inet static\n  address 198.51.100.7/24\n  gateway 198.51.100.1\n\
+         auto eth1\niface eth1 inet static\n  address 10.9.0.1/24\n",
+    );
+    write(
+        "dhcpd.conf",
+        "subnet 192.168.1.0 netmask 255.255.255.0 {\n  option routers 192.168.1.254;\n}\n",
+    );
+    write("hosts", "198.51.100.9 head.example.org head\n");
+    write("shorewall/interfaces", "net eth1 detect\nloc eth0 detect\n");
+    let imported = import(&inputs(&dir), Path::new("headnode.toml")).expect("import");
+    let report = imported.report.to_string();
+    let d = dir.display();
+    for want in [
+        format!(
+            "{d}/dhcpd.conf:1: error: subnet 192.168.1.0/24 is not the network of the private interface eth1 (10.9.0.0/24, {d}/interfaces:6)"
+        ),
+        format!(
+            "{d}/hosts:1: error: 198.51.100.9 (head.example.org head) looks like this box (the one hosts entry outside the LAN), but {d}/interfaces:3 iface eth0 gives the public interface 198.51.100.7"
+        ),
+        format!(
+            "{d}/shorewall/interfaces:1: error: zone net is on eth1, but {d}/interfaces:2 says eth0 has the gateway"
+        ),
+        format!(
+            "{d}/shorewall/interfaces:2: error: zone loc is on eth0, but {d}/interfaces:6 says eth1 is the private LAN"
+        ),
+    ] {
+        assert!(report.contains(&want), "{want}\n{report}");
+    }
+    // The addresses belong to the ifupdown stanzas, so the config names those.
+    let cfg = config::parse(&imported.config, Path::new("headnode.toml")).expect("valid");
+    assert_eq!(cfg.public.name, "eth0");
+    assert_eq!(cfg.public.address, "198.51.100.7/24".parse().ok());
+    assert_eq!(cfg.private.address, "10.9.0.1/24".parse().expect("net"));
+    std::fs::remove_dir_all(&dir).ok();
 }

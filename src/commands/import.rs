@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let inputs = Inputs {
+        interfaces: args.interfaces.clone(),
         dhcpd: args.dhcpd.clone(),
         hosts: args.hosts.clone(),
         shorewall: args.shorewall.clone(),
@@ -22,6 +23,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         sysctl: args.sysctl.clone(),
     };
     if [
+        &inputs.interfaces,
         &inputs.dhcpd,
         &inputs.hosts,
         &inputs.shorewall,
@@ -32,7 +34,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
     .all(|p| p.is_none())
     {
         return Err(InvalidInput(
-            "nothing to import: give at least one of --dhcpd, --hosts, --shorewall, --ipvsadm, --sysctl"
+            "nothing to import: give at least one of --interfaces, --dhcpd, --hosts, --shorewall, --ipvsadm, --sysctl"
                 .into(),
         )
         .into());

@@ -1,6 +1,7 @@
-//! `headnode import`: translate a legacy head node (ISC dhcpd, /etc/hosts,
-//! shorewall, ipvsadm, sysctl.conf) into one headnode config, plus a report
-//! of everything not translated and every problem found, each at `file:line`.
+//! `headnode import`: translate a legacy head node (/etc/network/interfaces,
+//! ISC dhcpd, /etc/hosts, shorewall, ipvsadm, sysctl.conf) into one headnode
+//! config, plus a report of everything not translated and every problem
+//! found, each at `file:line`.
 //!
 //! Pure apart from reading the input files: the result is text and a report.
 //! One module reads each source; `build` decides what the config says.
@@ -9,6 +10,7 @@ mod build;
 mod dhcpd;
 mod draft;
 mod hosts;
+mod ifupdown;
 mod ipvsadm;
 mod report;
 mod shorewall;
@@ -28,6 +30,7 @@ pub const HEADER: &str = "# headnode config written by `headnode import`";
 /// The legacy files to read; any may be missing.
 #[derive(Debug, Default, Clone)]
 pub struct Inputs {
+    pub interfaces: Option<PathBuf>,
     pub dhcpd: Option<PathBuf>,
     pub hosts: Option<PathBuf>,
     pub shorewall: Option<PathBuf>,
@@ -60,6 +63,12 @@ pub struct ImportError(pub String);
 /// generated config in messages about it.
 pub fn import(inputs: &Inputs, config_path: &Path) -> Result<Imported, ImportError> {
     let mut report = Report::default();
+    let interfaces = inputs
+        .interfaces
+        .as_deref()
+        .map(|p| ifupdown::load(p, &mut report))
+        .transpose()
+        .map_err(ImportError)?;
     let hosts = match &inputs.hosts {
         Some(p) => hosts::Hosts::parse(&read(p)?, p, &mut report),
         None => hosts::Hosts::default(),
@@ -92,6 +101,7 @@ pub fn import(inputs: &Inputs, config_path: &Path) -> Result<Imported, ImportErr
         .unwrap_or_default();
     let sources = build::Sources {
         inputs,
+        interfaces: interfaces.as_ref(),
         hosts: &hosts,
         dhcpd: dhcpd.as_ref(),
         shorewall: shorewall.as_ref(),

@@ -71,12 +71,16 @@ impl<'s> Builder<'s, '_> {
                     .filter_map(|e| e.addr.as_ref().ok().map(|a| (e, *a)))
                     .filter(|(_, a)| net.contains(a) && !fixed.contains(a))
                     .collect();
-                match mine.as_slice() {
-                    [(e, a)] => {
+                match (self.ifupdown_address_on(net), mine.as_slice()) {
+                    (Some((at, a)), _) => {
+                        self.report.note(&subnet.at, format!("no `option routers`: {a} ({at}) is taken as the head node's LAN address"));
+                        Some(a)
+                    }
+                    (None, [(e, a)]) => {
                         self.report.note(&e.at, format!("no `option routers`: {a} ({}) is taken as the head node's LAN address", e.names.join(" ")));
                         Some(*a)
                     }
-                    _ => {
+                    (None, _) => {
                         self.report.error(&subnet.at, "no `option routers`: the head node's LAN address is unknown; the config leaves interfaces.private.address to you");
                         None
                     }
@@ -183,6 +187,11 @@ impl<'s> Builder<'s, '_> {
             bl.key_comment(from_param(p, "filename"));
             bl.str("filename", &p.values.join(" "));
         }
+        self.resolvers(
+            &mut bl,
+            param("domain-name-servers"),
+            param("domain-search"),
+        );
         for p in [param("host-name")].into_iter().flatten() {
             self.report
                 .skip(&p.at, "host-name outside a host block is not translated");

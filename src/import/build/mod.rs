@@ -1,5 +1,5 @@
-//! From what the legacy files say to the config text: pick the LAN and the
-//! head node's addresses, check the pieces against each other (a mark for an
+//! From what the legacy files say to the config text: pick the LAN, the two
+//! interfaces and the head node's addresses, check the pieces against each other (a mark for an
 //! address that is not this box balances nothing), fold the origin pattern
 //! (accept rule + mark + fwmark service) into a `[[service]]`, and write
 //! everything else as the low-level blocks.
@@ -9,6 +9,7 @@ use crate::config::parse_mac;
 use crate::import::dhcpd::{Dhcpd, Param, Subnet};
 use crate::import::draft::{Key, Mark, Nat, Real, Rule, Source, Virtual};
 use crate::import::hosts::Hosts;
+use crate::import::ifupdown::Ifupdown;
 use crate::import::report::{Loc, Report};
 use crate::import::shorewall::Shorewall;
 use crate::import::sysctl::Setting;
@@ -21,6 +22,7 @@ use std::net::Ipv4Addr;
 
 pub struct Sources<'a> {
     pub inputs: &'a Inputs,
+    pub interfaces: Option<&'a Ifupdown>,
     pub hosts: &'a Hosts,
     pub dhcpd: Option<&'a Dhcpd>,
     pub shorewall: Option<&'a Shorewall>,
@@ -68,12 +70,14 @@ pub fn build(s: Sources, report: &mut Report) -> (String, Option<Ipv4Addr>) {
         s: &s,
         report,
         hosts_out: Vec::new(),
+        ifs: ifaces::Roles::default(),
     };
     let lan = s.dhcpd.and_then(|d| b.lan(d));
     let host_blocks = match (s.dhcpd, &lan) {
         (Some(d), lan) => b.hosts(d, lan.as_ref()),
         (None, _) => Vec::new(),
     };
+    b.ifs = b.roles(lan.as_ref());
     let public = b.public(lan.as_ref());
     let mut out = String::new();
     b.header(&mut out);
@@ -103,6 +107,8 @@ struct Builder<'s, 'r> {
     s: &'s Sources<'s>,
     report: &'r mut Report,
     hosts_out: Vec<HostOut>,
+    /// The public and private stanzas of /etc/network/interfaces.
+    ifs: ifaces::Roles<'s>,
 }
 
 fn from(src: &Source) -> String {
@@ -115,6 +121,7 @@ impl<'s> Builder<'s, '_> {
         out.push_str(" from:\n");
         let i = self.s.inputs;
         for (flag, p) in [
+            ("--interfaces", &i.interfaces),
             ("--dhcpd", &i.dhcpd),
             ("--hosts", &i.hosts),
             ("--shorewall", &i.shorewall),
@@ -164,5 +171,6 @@ fn secs(p: &Param) -> Result<u64, String> {
 
 mod balance;
 mod hosts;
+mod ifaces;
 mod lan;
 mod public;

@@ -5,47 +5,17 @@ use super::*;
 impl<'s> Builder<'s, '_> {
     // ---- the public address --------------------------------------------
 
-    /// The hosts entry that names this box on the public side: the one entry
-    /// outside the LAN that is no DHCP host; with several, the one the marks or
-    /// virtual services point at; with none, the single address those point at.
+    /// This box's public address: the address of the public stanza of the
+    /// interfaces file; else the hosts entry that names this box on the public
+    /// side: the one entry outside the LAN that is no DHCP host; with several,
+    /// the one the marks or virtual services point at; with none, the single
+    /// address those point at.
     pub(super) fn public(&mut self, lan: Option<&Lan>) -> Public {
-        let dhcp: Vec<Ipv4Addr> = self.hosts_out.iter().map(|h| h.addr).collect();
-        let dhcp_names: Vec<&str> = self
-            .s
-            .dhcpd
-            .map(|d| d.hosts.iter().map(|h| h.name.as_str()).collect())
-            .unwrap_or_default();
-        let option_values: Vec<String> = self
-            .s
-            .dhcpd
-            .map(|d| {
-                let subnets = d.subnets.iter().flat_map(|s| s.params.values());
-                let hosts = d.hosts.iter().flat_map(|h| h.params.values());
-                d.globals
-                    .values()
-                    .chain(subnets)
-                    .chain(hosts)
-                    .flat_map(|p| p.values.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let candidates: Vec<&crate::import::hosts::Entry> = self
-            .s
-            .hosts
-            .entries
-            .iter()
-            .filter(|e| !e.text.starts_with("127.") && e.text != "0.0.0.0")
-            // Servers the LAN is pointed at (DNS, NTP, PXE) are other machines.
-            .filter(|e| {
-                !option_values
-                    .iter()
-                    .any(|v| *v == e.text || e.names.contains(v))
-            })
-            .filter(|e| match &e.addr {
-                Ok(a) => !dhcp.contains(a) && !lan.is_some_and(|l| l.net.contains(a)),
-                Err(_) => !e.names.iter().any(|n| dhcp_names.contains(&n.as_str())),
-            })
-            .collect();
+        if let Some(p) = self.public_from_ifupdown() {
+            self.check_hosts_public(&p, lan);
+            return p;
+        }
+        let candidates = self.hosts_candidates(lan);
         let pointed: Vec<(Ipv4Addr, Loc)> = self.pointed_at(lan);
         let chosen = match candidates.as_slice() {
             [one] => Some(*one),
@@ -104,6 +74,75 @@ impl<'s> Builder<'s, '_> {
         }
     }
 
+    fn public_from_ifupdown(&self) -> Option<Public> {
+        let i = self.ifs.public?;
+        let (o, text, ip) = i.address()?;
+        let from = format!("{} iface {}", o.at, i.name);
+        Some(match ip {
+            Ok(ip) => Public::Known { ip, from },
+            Err(why) => Public::Invalid {
+                text: text.to_string(),
+                from,
+                why,
+            },
+        })
+    }
+
+    /// The hosts file must agree with the interfaces file on this box's address.
+    fn check_hosts_public(&mut self, p: &Public, lan: Option<&Lan>) {
+        let Public::Known { ip, from } = p else {
+            return;
+        };
+        if self.s.hosts.by_addr(*ip).is_some() {
+            return;
+        }
+        if let [e] = self.hosts_candidates(lan)[..]
+            && let Ok(a) = e.addr
+        {
+            self.report.error(&e.at, format!("{a} ({}) looks like this box (the one hosts entry outside the LAN), but {from} gives the public interface {ip}", e.names.join(" ")));
+        }
+    }
+
+    /// Hosts entries that may name this box on the public side.
+    fn hosts_candidates(&self, lan: Option<&Lan>) -> Vec<&'s crate::import::hosts::Entry> {
+        let dhcp: Vec<Ipv4Addr> = self.hosts_out.iter().map(|h| h.addr).collect();
+        let dhcp_names: Vec<&str> = self
+            .s
+            .dhcpd
+            .map(|d| d.hosts.iter().map(|h| h.name.as_str()).collect())
+            .unwrap_or_default();
+        let option_values: Vec<String> = self
+            .s
+            .dhcpd
+            .map(|d| {
+                let subnets = d.subnets.iter().flat_map(|s| s.params.values());
+                let hosts = d.hosts.iter().flat_map(|h| h.params.values());
+                d.globals
+                    .values()
+                    .chain(subnets)
+                    .chain(hosts)
+                    .flat_map(|p| p.values.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.s
+            .hosts
+            .entries
+            .iter()
+            .filter(|e| !e.text.starts_with("127.") && e.text != "0.0.0.0")
+            // Servers the LAN is pointed at (DNS, NTP, PXE) are other machines.
+            .filter(|e| {
+                !option_values
+                    .iter()
+                    .any(|v| *v == e.text || e.names.contains(v))
+            })
+            .filter(|e| match &e.addr {
+                Ok(a) => !dhcp.contains(a) && !lan.is_some_and(|l| l.net.contains(a)),
+                Err(_) => !e.names.iter().any(|n| dhcp_names.contains(&n.as_str())),
+            })
+            .collect()
+    }
+
     /// Single addresses the marks and virtual services are for, outside the LAN.
     pub(super) fn pointed_at(&self, lan: Option<&Lan>) -> Vec<(Ipv4Addr, Loc)> {
         let mut out = Vec::new();
@@ -129,21 +168,60 @@ impl<'s> Builder<'s, '_> {
         let sw = self.s.shorewall;
         let mut pubb = Block::new("[interfaces.public]");
         let mut privb = Block::new("[interfaces.private]");
-        for (bl, slot, zone) in [
-            (&mut pubb, sw.and_then(|s| s.public_if.as_ref()), "net"),
-            (&mut privb, sw.and_then(|s| s.private_if.as_ref()), "loc"),
+        let ifs = self.ifs;
+        for (bl, slot, role, zone, side) in [
+            (
+                &mut pubb,
+                sw.and_then(|s| s.public_if.as_ref()),
+                ifs.public,
+                "net",
+                "has the gateway",
+            ),
+            (
+                &mut privb,
+                sw.and_then(|s| s.private_if.as_ref()),
+                ifs.private,
+                "loc",
+                "is the private LAN",
+            ),
         ] {
-            match slot {
-                Some((at, name)) => {
+            match (slot, role) {
+                // The error is reported where the roles are found; the
+                // addresses below belong to the ifupdown stanza, so its name.
+                (Some((at, name)), Some(i)) if *name != i.name => {
+                    bl.key_comment(format!(
+                        "FIXME {}: iface {} {side}, but {at} puts zone {zone} on {name}",
+                        i.at, i.name
+                    ));
+                    bl.str("name", &i.name);
+                }
+                (Some((at, name)), Some(i)) => {
+                    bl.key_comment(format!(
+                        "{at}: zone {zone}; {}: iface {} inet {}",
+                        i.at, i.name, i.method
+                    ));
+                    bl.str("name", name);
+                }
+                (Some((at, name)), None) => {
                     bl.key_comment(format!("{at}: zone {zone}"));
                     bl.str("name", name);
                 }
-                None => {
-                    let why = match sw {
-                        None => {
+                (None, Some(i)) => {
+                    bl.key_comment(format!(
+                        "{}: iface {} inet {} ({side})",
+                        i.at, i.name, i.method
+                    ));
+                    bl.str("name", &i.name);
+                }
+                (None, None) => {
+                    let why = match (sw, self.s.interfaces) {
+                        (None, None) => {
                             "no --shorewall directory: the interface names are unknown".to_string()
                         }
-                        Some(_) => format!(
+                        (None, Some(_)) => format!(
+                            "no --shorewall directory, and no stanza of the interfaces file {side}"
+                        ),
+                        (Some(_), _) => format!(
                             "the shorewall interfaces file names no interface for zone {zone}"
                         ),
                     };
@@ -158,8 +236,28 @@ impl<'s> Builder<'s, '_> {
                 }
             }
         }
-        match public {
-            Public::Known { ip, from } => {
+        let ifaddr = ifs.public.and_then(|i| Some((i, i.address()?.0)));
+        let file = match ifaddr {
+            Some(_) => "the interfaces file",
+            None => "the hosts file",
+        };
+        // The address with its prefix, when the interfaces file gives both.
+        let pinned = ifaddr.and_then(|(i, o)| Some((i, o, i.net?)));
+        match (public, pinned) {
+            (Public::Known { .. }, Some((i, o, net))) => {
+                let mask = i
+                    .opt("netmask")
+                    .map(|m| format!(", netmask {}", m.text()))
+                    .unwrap_or_default();
+                pubb.key_comment(format!(
+                    "{}: address {}{mask} (iface {})",
+                    o.at,
+                    o.text(),
+                    i.name
+                ));
+                pubb.str("address", &net.to_string());
+            }
+            (Public::Known { ip, from }, _) => {
                 pubb.key_comment(format!(
                     "{from}\n\
                      names this box on the public side. \"auto\" reads the address and prefix\n\
@@ -167,21 +265,49 @@ impl<'s> Builder<'s, '_> {
                 ));
                 pubb.str("address", "auto");
             }
-            Public::Invalid { from, why, .. } => {
+            (Public::Invalid { from, why, .. }, _) => {
                 pubb.key_comment(format!(
                     "FIXME {from}\n\
                      names this box on the public side, but {why}.\n\
-                     \"auto\" reads the address from the interface; correct the hosts file or pin\n\
+                     \"auto\" reads the address from the interface; correct {file} or pin\n\
                      the real address here (\"ADDRESS/PREFIX\")."
                 ));
                 pubb.str("address", "auto");
             }
-            Public::Unknown => {
+            (Public::Unknown, _) => {
                 pubb.key_comment(
                     "no input names this box's public address: read it from the interface",
                 );
                 pubb.str("address", "auto");
             }
+        }
+        if let Some((o, i)) = ifs.public.and_then(|i| Some((i.gateway()?, i))) {
+            match o {
+                (o, Ok(g)) => {
+                    pubb.key_comment(format!("{}: gateway {g} (iface {})", o.at, i.name));
+                    pubb.str("gateway", &g.to_string());
+                }
+                (o, Err(why)) => {
+                    pubb.fixme_key(format!("{}: {why}", o.at), "gateway", quote(&o.text()));
+                }
+            }
+        }
+        let ifpriv = ifs
+            .private
+            .and_then(|i| Some((i, i.net?, i.opt("address")?)));
+        if let Some((i, net, o)) = ifpriv {
+            let mask = i
+                .opt("netmask")
+                .map(|m| format!(", netmask {}", m.text()))
+                .unwrap_or_default();
+            privb.key_comment(format!(
+                "{}: address {}{mask} (iface {})",
+                o.at,
+                o.text(),
+                i.name
+            ));
+            privb.str("address", &net.to_string());
+            return vec![pubb, privb];
         }
         match lan {
             Some(Lan {
