@@ -510,6 +510,33 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_sources_itself_is_an_error_not_a_loop() {
+        let dir =
+            std::env::temp_dir().join(format!("headnode-ifupdown-src-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        let path = dir.join("interfaces");
+        std::fs::write(
+            &path,
+            "source interfaces\nsource missing\niface eth0 inet dhcp\n",
+        )
+        .expect("write");
+        let mut report = Report::default();
+        let ifs = load(&path, &mut report).expect("readable");
+        let report = report.to_string();
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(ifs.ifaces.len(), 1, "{report}");
+        assert!(
+            report.contains(":1: error: `source interfaces`: "),
+            "{report}"
+        );
+        assert!(report.contains("loops or nests too deep"), "{report}");
+        assert!(
+            report.contains(":2: note: `source missing` matches no file here"),
+            "{report}"
+        );
+    }
+
+    #[test]
     fn wildcards() {
         assert!(wildcard(b"*", b"eth0"));
         assert!(wildcard(b"e?h*", b"eth0"));
