@@ -5,7 +5,8 @@
 //! - compaction writes a new file, syncs it, renames it over the old one and
 //!   syncs the directory, so a crash leaves either file complete;
 //! - a bad line at start-up is reported with its number and skipped, the
-//!   file is copied aside first, and every good line is kept.
+//!   file is copied aside first, every good line is kept, and the file is
+//!   rewritten without it.
 
 use super::leases::Record;
 use std::collections::HashMap;
@@ -157,16 +158,35 @@ impl LeaseFile {
         }
         let live: HashMap<Ipv4Addr, Record> =
             loaded.records.iter().map(|r| (r.ip, r.clone())).collect();
+        let lines = loaded.records.len();
+        // A clean, compact file is appended to as it is: start-up then
+        // costs no rewrite and no sync.
+        let clean = loaded.problems.is_empty() && lines <= live.len() + COMPACT_SLACK;
+        let existing = if clean {
+            match OpenOptions::new().append(true).open(path) {
+                Ok(f) => Some(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(io_err(path)(e)),
+            }
+        } else {
+            None
+        };
+        let needs_compact = existing.is_none();
         let mut lf = LeaseFile {
             path: path.to_owned(),
-            // Replaced by `compact` right below.
-            file: lock.try_clone().map_err(io_err(&lock_path))?,
+            // Without an existing file, replaced by `compact` right below.
+            file: match existing {
+                Some(f) => f,
+                None => lock.try_clone().map_err(io_err(&lock_path))?,
+            },
             _lock: lock,
             live,
-            lines: 0,
+            lines,
             torn: false,
         };
-        lf.compact().map_err(io_err(path))?;
+        if needs_compact {
+            lf.compact().map_err(io_err(path))?;
+        }
         Ok((lf, loaded))
     }
 
