@@ -212,9 +212,15 @@ vm_test() {
 #!/bin/sh
 # Runs inside the VM under systemd (tests/deb.sh); reports on the console.
 if [ "$1" = links ]; then
-    # Stand-ins for the box's two NICs, there before headnode.service as real ones are.
+    # Stand-ins for the box's two NICs: they exist before headnode.service,
+    # as real ones do, but have no addresses yet.
     ip link add eth0 type veth peer name eth0p
     ip link add eth1 type veth peer name eth1p
+    exit 0
+fi
+if [ "$1" = addresses ]; then
+    # What ifupdown's networking.service does, after network-pre.target (so
+    # after headnode.service has started).
     ip addr add 192.168.1.254/24 dev eth0
     ip addr add 203.0.113.210/24 dev eth1
     for l in lo eth0 eth0p eth1 eth1p; do ip link set "$l" up; done
@@ -252,6 +258,13 @@ else
     check "headnode.service active after boot (notify, sandboxed)" active
     up() { table && fwm && [ "$(cat /proc/sys/net/ipv4/ip_forward)" = 1 ]; }
     check "the daemon put up firewall table, balancer and ip_forward at boot" up
+    early() { # Before=network-pre.target: ready before the addresses were configured
+        ready=$(systemctl show -p ActiveEnterTimestampMonotonic --value headnode.service)
+        net=$(systemctl show -p InactiveExitTimestampMonotonic --value headnode-vmtest-addresses.service)
+        echo "ready at ${ready}us, addresses at ${net}us"
+        [ "$ready" -gt 0 ] && [ "$ready" -le "$net" ]
+    }
+    check "headnode.service was ready before the interfaces got addresses" early
     check "systemctl reload headnode keeps it running" reload_daemon
     check "systemctl stop headnode leaves firewall and balancer in place" stop_daemon
 fi
@@ -282,11 +295,23 @@ Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/local/sbin/headnode-vmtest links
 UNIT
+    cat >"$root/etc/systemd/system/headnode-vmtest-addresses.service" <<'UNIT'
+[Unit]
+Description=headnode test: configure the interfaces (like networking.service)
+DefaultDependencies=no
+After=network-pre.target headnode-vmtest-links.service
+Before=network.target
+Wants=network.target
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/headnode-vmtest addresses
+UNIT
     cat >"$root/etc/systemd/system/headnode-vmtest.service" <<'UNIT'
 [Unit]
 Description=headnode test: checks, then power off
 # Not After=multi-user.target: the target waits for the units it wants.
-After=headnode.service headnode-vmtest-links.service
+After=headnode.service headnode-vmtest-addresses.service
 [Service]
 Type=oneshot
 StandardOutput=journal+console
@@ -294,7 +319,8 @@ StandardError=journal+console
 ExecStart=/usr/local/sbin/headnode-vmtest
 UNIT
     mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
-    ln -sf ../headnode-vmtest-links.service ../headnode-vmtest.service \
+    ln -sf ../headnode-vmtest-links.service ../headnode-vmtest-addresses.service \
+        ../headnode-vmtest.service \
         "$root/etc/systemd/system/multi-user.target.wants/"
     # The root as an initramfs (no disk image, no loop devices), without what
     # only apt and man read; uncompressed, since unpacking is slow under TCG.
