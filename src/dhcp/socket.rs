@@ -155,7 +155,7 @@ impl RecvBatch {
                 sock.as_raw_fd(),
                 hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                libc::MSG_WAITFORONE as _, // c_int on glibc, c_uint on musl
                 std::ptr::null_mut(),
             )
         };
