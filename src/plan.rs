@@ -6,6 +6,7 @@
 use crate::balancer;
 use crate::config::Config;
 use crate::config::model::Backend;
+use crate::firewall::applied::{self, Applied, Comparison};
 use crate::firewall::{self, NftBalancer, nft::Nft};
 use crate::sysctl::{self, Sysctls};
 use nftables::schema::Nftables;
@@ -28,10 +29,14 @@ pub struct FirewallPlan {
     pub ruleset: Option<Nftables<'static>>,
     /// The ruleset as nft lists it (loaded into a scratch namespace), when that was possible.
     pub text: Option<String>,
+    /// Why `text` is missing (no root, no nft, no permission to create a namespace).
+    pub text_unavailable: Option<String>,
     /// Headnode's live table (`nft -s list table inet headnode`); `None` when absent.
     pub live: Option<String>,
     pub state: RulesetState,
-    /// Line diff live → desired, when both are known.
+    /// Why apply would load the ruleset (when `state` is changed).
+    pub reason: Option<String>,
+    /// Line diff live → desired (or → as loaded, for drift), when both are known.
     pub diff: Option<String>,
     /// `nft -c` result: "ok", "skipped: ..." or the error (naming the rule).
     pub check: String,
@@ -95,18 +100,31 @@ pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls, purpose: Purpose) -> an
     };
     let have_nft = without.is_empty();
     let live = if have_nft { nft.live_text() } else { Ok(None) };
-    let no_live_table = matches!(live, Ok(None));
-    let text = match (&ruleset, have_nft) {
-        // Nothing live to compare with: apply loads it anyway.
-        (Some(_), true) if purpose == Purpose::Apply && no_live_table => {
-            Err("no headnode table is loaded".to_string())
+    // Whether the live table is what the config wants is decided by the
+    // record of the last load, as apply and the daemon decide it.
+    let comparison = match (&ruleset, &live) {
+        (_, Err(e)) => Err(format!("cannot list the live table: {e}")),
+        (Some(_), Ok(_)) if !have_nft => Err(without.to_string()),
+        (Some(rs), Ok(live)) => {
+            let record = Applied::load(&crate::paths::state_dir());
+            let fp = applied::fingerprint(rs)?;
+            Ok((
+                applied::compare(record.as_ref(), &fp, live.as_deref()),
+                record,
+            ))
         }
-        // plan writes nothing, so only apply keeps the normal form cached.
-        (Some(rs), true) if purpose == Purpose::Apply => nft
-            .canonical_text_cached(rs, &crate::paths::state_dir())
-            .map_err(|e| e.to_string()),
-        (Some(rs), true) => nft.canonical_text(rs).map_err(|e| e.to_string()),
-        (Some(_), false) => Err(without.to_string()),
+        (None, Ok(None)) => Ok((Comparison::Unchanged, None)),
+        // Firewall disabled: apply removes the table.
+        (None, Ok(Some(_))) => Ok((Comparison::ConfigChanged, None)),
+    };
+    // nft syntax only for showing: the scratch namespace needs CAP_SYS_ADMIN,
+    // and the admin's shell may not have it (containers, sandboxes).
+    let text = match (&ruleset, have_nft) {
+        _ if purpose == Purpose::Apply => Err("not needed by apply".to_string()),
+        (Some(rs), true) => nft
+            .canonical_text(rs)
+            .map_err(|e| format!("nft syntax unavailable: {e}")),
+        (Some(_), false) => Err(format!("nft syntax {without}")),
         (None, _) => Ok(String::new()),
     };
     let check = match (&ruleset, have_nft) {
@@ -118,25 +136,28 @@ pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls, purpose: Purpose) -> an
             Err(e) => e.to_string(),
         },
     };
-    let (state, diff, text, live) = match (text, live) {
-        (Ok(want), Ok(live)) => {
-            let have = live.clone().unwrap_or_default();
-            let state = if want == have {
-                RulesetState::Unchanged
-            } else {
-                RulesetState::Changed
+    let live = live.ok().flatten();
+    let (state, reason, diff) = match comparison {
+        Err(e) => (RulesetState::Unknown(e), None, None),
+        Ok((Comparison::Unchanged, _)) => (RulesetState::Unchanged, None, None),
+        Ok((c, record)) => {
+            let have = live.as_deref().unwrap_or_default();
+            // Against the desired text when nft could show it, else (drift)
+            // against what headnode loaded.
+            let diff = match (&text, &record) {
+                _ if purpose == Purpose::Apply => None,
+                (Ok(want), _) => Some(line_diff(have, want)),
+                (Err(_), Some(r)) if c == Comparison::LiveChanged => {
+                    Some(line_diff(have, &r.listing))
+                }
+                (Err(_), _) => None,
             };
-            let diff = (state == RulesetState::Changed && purpose == Purpose::Show)
-                .then(|| line_diff(&have, &want));
-            (state, diff, Some(want).filter(|t| !t.is_empty()), live)
+            (RulesetState::Changed, c.reason().map(str::to_string), diff)
         }
-        (Err(e), live) => (RulesetState::Unknown(e), None, None, live.ok().flatten()),
-        (Ok(want), Err(e)) => (
-            RulesetState::Unknown(format!("cannot list the live table: {e}")),
-            None,
-            Some(want),
-            None,
-        ),
+    };
+    let (text, text_unavailable) = match text {
+        Ok(t) => (Some(t).filter(|t| !t.is_empty()), None),
+        Err(e) => (None, Some(e).filter(|_| purpose == Purpose::Show)),
     };
     Ok(Plan {
         backend,
@@ -146,8 +167,10 @@ pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls, purpose: Purpose) -> an
         firewall: FirewallPlan {
             ruleset,
             text,
+            text_unavailable,
             live,
             state,
+            reason,
             diff,
             check,
         },
@@ -188,7 +211,11 @@ impl Plan {
         match (&fw.text, &fw.ruleset) {
             (Some(t), _) => o.push_str(t),
             (None, Some(rs)) => {
-                o.push_str("  (nft syntax needs root and nft; the JSON that would be loaded:)\n");
+                let why = fw
+                    .text_unavailable
+                    .as_deref()
+                    .unwrap_or("nft syntax unavailable");
+                o.push_str(&format!("  ({why}; the JSON that would be loaded:)\n"));
                 o.push_str(&serde_json::to_string_pretty(rs).unwrap_or_default());
                 o.push('\n');
             }
@@ -200,9 +227,25 @@ impl Plan {
             RulesetState::Changed if fw.live.is_none() => {
                 o.push_str("live: no headnode table yet, apply creates it\n")
             }
+            RulesetState::Changed if fw.ruleset.is_none() => {
+                o.push_str("live: headnode's table is loaded, apply removes it\n")
+            }
             RulesetState::Changed => {
-                o.push_str("live: differs (- live, + desired):\n");
-                o.push_str(fw.diff.as_deref().unwrap_or(""));
+                let why = fw.reason.as_deref().unwrap_or("differs");
+                match fw.diff.as_deref() {
+                    Some("") => o.push_str(&format!(
+                        "live: {why}; nft lists the same rules, apply loads them once to record them\n"
+                    )),
+                    Some(d) if fw.text.is_some() => {
+                        o.push_str(&format!("live: {why}; apply loads it (- live, + desired):\n"));
+                        o.push_str(d);
+                    }
+                    Some(d) => {
+                        o.push_str(&format!("live: {why}; apply loads it (- live, + as loaded):\n"));
+                        o.push_str(d);
+                    }
+                    None => o.push_str(&format!("live: {why}; apply loads it\n")),
+                }
             }
             RulesetState::Unknown(why) => o.push_str(&format!("live: not compared ({why})\n")),
         }

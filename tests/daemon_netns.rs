@@ -226,6 +226,37 @@ address = "192.168.1.101"
     assert!(repaired.is_some(), "ruleset not repaired:\n{}", lab.log());
     assert!(lab.log().contains("firewall drift"), "{}", lab.log());
 
+    // One rule deleted by hand is drift too: the listing differs from the
+    // one recorded at the last load.
+    let chain = lab
+        .head
+        .ok(&["nft", "-a", "list", "chain", "inet", "headnode", "input"]);
+    let handle = chain
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("chain "))
+        .filter_map(|l| l.split("# handle ").nth(1))
+        .next_back()
+        .unwrap_or_else(|| panic!("no rule in input:\n{chain}"))
+        .trim()
+        .to_string();
+    lab.head.ok(&[
+        "nft", "delete", "rule", "inet", "headnode", "input", "handle", &handle,
+    ]);
+    let repaired = wait_for(Duration::from_secs(15), || {
+        lab.log()
+            .contains("table inet headnode was changed")
+            .then_some(())
+    });
+    assert!(
+        repaired.is_some(),
+        "deleted rule not repaired:\n{}",
+        lab.log()
+    );
+    let after = lab
+        .head
+        .ok(&["nft", "-a", "list", "chain", "inet", "headnode", "input"]);
+    assert_eq!(after.lines().count(), chain.lines().count(), "{after}");
+
     // An invalid config on SIGHUP is rejected; the daemon keeps serving.
     let good = std::fs::read_to_string(lab.config()).unwrap();
     std::fs::write(lab.config(), good.replace("192.168.1.101", "192.168.1.300")).unwrap();
@@ -283,6 +314,18 @@ address = "192.168.1.101"
         rules.iter().any(|r| r["packets"].as_u64() > Some(0)),
         "rule counters after stop: {v:#}"
     );
+
+    // A restarted daemon finds its recorded table unchanged and keeps it
+    // (and its counters): no load at start.
+    lab.start_daemon();
+    assert!(
+        !lab.log().contains("firewall: table inet headnode"),
+        "restart reloaded the table:\n{}",
+        lab.log()
+    );
+    let st = lab.headnode(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status JSON");
+    assert_eq!(v["firewall"]["state"], "in sync", "{v:#}");
 }
 
 fn serve(node: &mut Netns, dir: &Path, text: &str, port: u16) -> u32 {
@@ -381,4 +424,6 @@ sorry_server = "sorry:8000"
         (lab.get(8000) == "SORRY").then_some(())
     });
     assert!(sorry.is_some(), "sorry server not used:\n{}", lab.log());
+    // Health changes replace the balance chain and record it: no drift.
+    assert!(!lab.log().contains("firewall drift"), "{}", lab.log());
 }

@@ -388,6 +388,127 @@ fn firewall_with_real_traffic() {
     );
 }
 
+/// The handle of the last rule in `chain` (`nft -a` prints `# handle N`).
+fn last_rule_handle(head: &Netns, chain: &str) -> String {
+    let out = head.ok(&["nft", "-a", "list", "chain", "inet", "headnode", chain]);
+    out.lines()
+        .filter(|l| !l.trim_start().starts_with("chain "))
+        .filter_map(|l| l.split("# handle ").nth(1))
+        .next_back()
+        .unwrap_or_else(|| panic!("no rule in {chain}:\n{out}"))
+        .trim()
+        .to_string()
+}
+
+/// Apply decides "unchanged" from its record of the last load, not from a
+/// scratch namespace: traffic in the persistence sets is no change, a rule
+/// deleted by hand or a damaged record is, and plan degrades when it may
+/// not create a namespace.
+#[test]
+fn apply_compares_with_its_record_of_the_last_load() {
+    let t = "apply_compares_with_its_record_of_the_last_load";
+    if !common::can_netns(t)
+        || !common::have(t, "nft")
+        || !common::have(t, "python3")
+        || !common::have(t, "curl")
+    {
+        return;
+    }
+    let tp = topo("fr");
+    for n in &tp.nodes {
+        wait_http(n, "http://127.0.0.1:8000/");
+    }
+    let origin = std::fs::read_to_string(common::root().join("fixtures/origin/headnode.toml"))
+        .expect("origin")
+        .replace(
+            "scheduler = \"rr\"",
+            "scheduler = \"rr\"\npersistence = \"5m\"",
+        );
+    let cfg = tp.dir.join("persist.toml");
+    std::fs::write(
+        &cfg,
+        format!("{origin}\n[balancer]\nbackend = \"nftables\"\n"),
+    )
+    .expect("config");
+    let record = tp.dir.join("state/firewall.applied");
+    let nft = tp.nft();
+
+    let out = tp.apply_ok(&cfg, &[]);
+    assert!(out.contains("ruleset: applied"), "{out}");
+    assert!(record.exists(), "apply recorded nothing");
+    let loaded = nft.live_text().expect("list").expect("table");
+
+    // Traffic fills the persistence sets (elements with expiry times): not a change.
+    let url = format!("http://{PUBLIC}:8000/");
+    let got: Vec<String> = (0..3).filter_map(|_| tp.get(&tp.net, &url)).collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got.iter().all(|g| *g == got[0]),
+        "persistence spread one client: {got:?}"
+    );
+    let full = tp.head.ok(&["nft", "list", "table", "inet", "headnode"]);
+    assert!(full.contains("expires"), "no affinity element:\n{full}");
+    let out = tp.apply_ok(&cfg, &[]);
+    assert!(out.contains("ruleset: unchanged"), "{out}");
+
+    // plan where creating a namespace is not permitted (an `unshare` that
+    // fails like it does without CAP_SYS_ADMIN): JSON instead of nft syntax,
+    // and still compared.
+    let fake = tp.dir.join("fakebin");
+    std::fs::create_dir_all(&fake).expect("dir");
+    std::fs::write(
+        fake.join("unshare"),
+        "#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n",
+    )
+    .expect("fake unshare");
+    chmod_x(&fake.join("unshare"));
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let no_unshare = [("PATH", path.as_str())];
+    let plan = tp.headnode(&cfg, &["plan"], &no_unshare);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{text}");
+    assert!(text.contains("nft syntax unavailable"), "{text}");
+    assert!(text.contains("\"nftables\""), "no JSON shown:\n{text}");
+    assert!(text.contains("live: unchanged"), "{text}");
+
+    // Someone deletes a rule by hand: plan shows it, apply loads again.
+    let handle = last_rule_handle(&tp.head, "input");
+    tp.head.ok(&[
+        "nft", "delete", "rule", "inet", "headnode", "input", "handle", &handle,
+    ]);
+    let edited = nft.live_text().expect("list").expect("table");
+    assert_ne!(edited, loaded);
+    let plan = tp.headnode(&cfg, &["plan"], &[]);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("changed since headnode loaded it") && text.contains("(- live, + desired)"),
+        "{text}"
+    );
+    let plan = tp.headnode(&cfg, &["plan"], &no_unshare);
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.contains("(- live, + as loaded)"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("+ ")),
+        "no deleted line:\n{text}"
+    );
+    let out = tp.apply_ok(&cfg, &[]);
+    assert!(out.contains("ruleset: applied"), "{out}");
+    assert_eq!(nft.live_text().expect("list").expect("table"), loaded);
+    let out = tp.apply_ok(&cfg, &[]);
+    assert!(out.contains("ruleset: unchanged"), "{out}");
+
+    // A damaged record is no record: load once, record again.
+    std::fs::write(&record, "{\"fingerprint\": ").expect("damage");
+    let out = tp.apply_ok(&cfg, &[]);
+    assert!(out.contains("ruleset: applied"), "{out}");
+    let out = tp.apply_ok(&cfg, &[]);
+    assert!(out.contains("ruleset: unchanged"), "{out}");
+}
+
 #[test]
 fn nftables_balancer_with_real_traffic() {
     let t = "nftables_balancer_with_real_traffic";

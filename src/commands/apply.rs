@@ -10,6 +10,7 @@ use crate::firewall::{nft::Nft, rollback};
 use crate::plan::{self, RulesetState};
 use crate::sysctl::Sysctls;
 use anyhow::Context;
+use nftables::schema::Nftables;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -107,8 +108,10 @@ fn apply_ruleset(
         );
         return Ok(());
     };
+    // Held from the load until the listing is recorded, so that no other
+    // headnode load (the daemon, a rollback timer) falls in between.
+    let lock = rollback::Lock::take()?;
     if let Some(d) = confirm {
-        let lock = rollback::Lock::take()?;
         let pending = rollback::Pending {
             token: format!("{}-{}", std::process::id(), rollback::now_unix()),
             deadline_unix: rollback::now_unix() + d.as_secs().max(1),
@@ -122,6 +125,7 @@ fn apply_ruleset(
             rollback::remove(&lock)?;
             return Err(e).context("the previous ruleset stays live");
         }
+        record(nft, rs, &lock);
         tracing::info!(
             rules = rule_count(rs),
             "ruleset applied, waiting for confirm"
@@ -132,6 +136,7 @@ fn apply_ruleset(
         );
     } else {
         nft.apply(rs).context("the previous ruleset stays live")?;
+        record(nft, rs, &lock);
         tracing::info!(rules = rule_count(rs), "ruleset applied");
         println!(
             "ruleset: applied (table inet headnode, {} rules)",
@@ -141,7 +146,24 @@ fn apply_ruleset(
     Ok(())
 }
 
-fn rule_count(rs: &nftables::schema::Nftables) -> usize {
+/// Record what the load produced, so that the next apply finds it unchanged
+/// (a rollback makes the live table differ from the record, so the apply
+/// after it loads again). Failing to record costs one reload next time.
+fn record(nft: &Nft, rs: &Nftables, _lock: &rollback::Lock) {
+    let dir = crate::paths::state_dir();
+    let saved = nft
+        .read_back(rs)
+        .map_err(anyhow::Error::from)
+        .and_then(|a| Ok(a.save(&dir)?));
+    if let Err(e) = saved {
+        tracing::warn!(
+            "cannot record the loaded ruleset in {}: {e:#}; the next apply loads it again",
+            dir.display()
+        );
+    }
+}
+
+fn rule_count(rs: &Nftables) -> usize {
     use nftables::schema::{NfCmd, NfListObject, NfObject};
     rs.objects
         .iter()

@@ -6,7 +6,9 @@ use crate::balancer;
 use crate::config::Config;
 use crate::config::model::{Backend, VirtualService};
 use crate::dhcp::{self, DhcpError};
-use crate::firewall::{self, NftBalancer, nft::Nft};
+use crate::firewall::applied::{self, Applied, Comparison};
+use crate::firewall::nft::{Nft, NftError};
+use crate::firewall::{self, NftBalancer, rollback};
 use crate::health::{self, HealthMap};
 use crate::ipvs;
 use crate::sysctl::Sysctls;
@@ -31,8 +33,9 @@ pub(super) struct Running {
     health_tx: watch::Sender<HealthMap>,
     checks: Option<health::Checks>,
     dhcp: Option<dhcp::Server>,
-    /// The ruleset as nft would list it, to compare with what is live.
-    desired_text: Option<String>,
+    /// The last load of our table and nft's listing right after it: the
+    /// live table has drifted when nft lists it differently.
+    applied: Option<Applied>,
     firewall_repairs: u64,
     ipvs_repairs: u64,
     last_error: Option<String>,
@@ -61,7 +64,8 @@ impl Running {
             health_tx,
             checks: None,
             dhcp: None,
-            desired_text: None,
+            // A restarted daemon keeps an unchanged table (and its counters).
+            applied: Applied::load(&crate::paths::state_dir()),
             firewall_repairs: 0,
             ipvs_repairs: 0,
             last_error: None,
@@ -120,41 +124,71 @@ impl Running {
         )?))
     }
 
-    /// Compare the live table with the desired one and load the desired one
-    /// when they differ. `recompute` after the config or health changed.
+    /// Compare the live table with the record of the last load and load the
+    /// desired ruleset when the config or the table changed since. `recompute`
+    /// after the config or health changed (for the log line only).
     fn ensure_firewall(&mut self, recompute: bool) -> anyhow::Result<()> {
         let rs = self.desired_ruleset()?;
-        if recompute || self.desired_text.is_none() {
-            self.desired_text = match &rs {
-                Some(rs) => Some(blocking(|| self.nft.canonical_text(rs))?),
-                None => None,
-            };
-        }
         let live = blocking(|| self.nft.live_text())?;
-        match (&rs, &self.desired_text) {
-            (None, _) => {
-                if live.is_some() && blocking(|| self.nft.delete_table())? {
-                    info!("firewall disabled in the config: table inet headnode removed");
-                }
+        let Some(rs) = rs else {
+            if live.is_some() && blocking(|| self.nft.delete_table())? {
+                info!("firewall disabled in the config: table inet headnode removed");
             }
-            (Some(rs), desired) => {
-                if live.as_ref() == desired.as_ref() {
-                    return Ok(());
+            return Ok(());
+        };
+        let fp = applied::fingerprint(&rs)?;
+        let found = applied::compare(self.applied.as_ref(), &fp, live.as_deref());
+        if found == Comparison::Unchanged {
+            return Ok(());
+        }
+        self.load_recorded(&rs, |nft| nft.apply(&rs))?;
+        match found {
+            Comparison::NoTable | Comparison::LiveChanged if !recompute => {
+                self.firewall_repairs += 1;
+                warn!(
+                    "firewall drift: table inet headnode was {}; reloaded it",
+                    if live.is_none() { "missing" } else { "changed" }
+                );
+            }
+            Comparison::NoTable => info!("firewall: table inet headnode loaded"),
+            _ => info!("firewall: table inet headnode updated"),
+        }
+        Ok(())
+    }
+
+    /// Load our table (all of it, or a part with `update_balancer`) so that it
+    /// becomes what `rs` describes, then list it back and record that. Under
+    /// the state lock, so that no `headnode apply` loads between our load and
+    /// our listing (the record would pair our ruleset with its table).
+    fn load_recorded(
+        &mut self,
+        rs: &Nftables,
+        load: impl FnOnce(&Nft) -> Result<(), NftError>,
+    ) -> anyhow::Result<()> {
+        let dir = crate::paths::state_dir();
+        let lock = blocking(rollback::Lock::take)
+            .map_err(|e| warn!("{e}; loading the firewall without the state lock"))
+            .ok();
+        // A failed load leaves the table as it was; the old record still
+        // describes it if it did before.
+        blocking(|| load(&self.nft))?;
+        let recorded = blocking(|| self.nft.read_back(rs));
+        drop(lock);
+        match recorded {
+            Ok(a) => {
+                // The file lets `headnode apply` and a restarted daemon skip
+                // loading an unchanged table; without it they load once more.
+                if let Err(e) = blocking(|| a.save(&dir)) {
+                    warn!("cannot record the firewall in {}: {e}", dir.display());
                 }
-                let first = recompute && live.is_none();
-                blocking(|| self.nft.apply(rs))?;
-                if recompute {
-                    info!(
-                        "firewall: table inet headnode {}",
-                        if first { "loaded" } else { "updated" }
-                    );
-                } else {
-                    self.firewall_repairs += 1;
-                    warn!(
-                        "firewall drift: table inet headnode was {}; reloaded it",
-                        if live.is_none() { "missing" } else { "changed" }
-                    );
-                }
+                self.applied = Some(a);
+            }
+            Err(e) => {
+                // Without a record the next reconcile loads the table again.
+                self.applied = None;
+                self.note_error(format!(
+                    "firewall: cannot list the table after loading it: {e}"
+                ));
             }
         }
         Ok(())
@@ -216,15 +250,15 @@ impl Running {
                 let Some(bal) = self.nft_balancer() else {
                     return;
                 };
-                let updated = blocking(|| self.nft.update_balancer(&self.cfg, &bal));
-                match updated {
-                    // The balance chain changed, so the desired text did too.
-                    Ok(()) => {
-                        if let Err(e) = self.ensure_firewall(true) {
-                            self.note_error(format!("firewall: {e:#}"));
-                        }
-                    }
-                    Err(e) => self.note_error(format!("nftables balancer: {e}")),
+                // Only the balance chain is replaced (the rest of the table
+                // keeps its counters); the record is of the whole ruleset it
+                // now matches, so the next reconcile sees no drift.
+                let cfg = self.cfg.clone();
+                let updated = firewall::ruleset(&cfg, Some(&bal))
+                    .map_err(anyhow::Error::from)
+                    .and_then(|rs| self.load_recorded(&rs, |nft| nft.update_balancer(&cfg, &bal)));
+                if let Err(e) = updated {
+                    self.note_error(format!("nftables balancer: {e:#}"));
                 }
             }
             _ => {}
@@ -299,14 +333,27 @@ impl Running {
             .iter()
             .map(|s| service_status(s, &self.health))
             .collect();
-        let firewall_state = match &self.desired_text {
-            None => "disabled".to_string(),
-            Some(want) => match blocking(|| self.nft.live_text()) {
-                Ok(Some(live)) if &live == want => "in sync".into(),
-                Ok(Some(_)) => "drifted (repaired at the next reconcile)".into(),
-                Ok(None) => "missing (repaired at the next reconcile)".into(),
-                Err(e) => format!("unknown: {e}"),
+        let firewall_state = match self.desired_ruleset() {
+            Ok(None) => "disabled".to_string(),
+            Ok(Some(rs)) => match (applied::fingerprint(&rs), blocking(|| self.nft.live_text())) {
+                (Ok(fp), Ok(live)) => {
+                    match applied::compare(self.applied.as_ref(), &fp, live.as_deref()) {
+                        Comparison::Unchanged => "in sync".into(),
+                        Comparison::NoTable => "missing (repaired at the next reconcile)".into(),
+                        Comparison::LiveChanged => {
+                            "drifted (repaired at the next reconcile)".into()
+                        }
+                        // The last load failed (see last_error) or was not recorded.
+                        c @ (Comparison::NotRecorded | Comparison::ConfigChanged) => format!(
+                            "not in sync: {} (loaded at the next reconcile)",
+                            c.reason().unwrap_or_default()
+                        ),
+                    }
+                }
+                (Err(e), _) => format!("unknown: {e}"),
+                (_, Err(e)) => format!("unknown: {e}"),
             },
+            Err(e) => format!("unknown: {e:#}"),
         };
         json!({
             "daemon": {

@@ -12,6 +12,7 @@
 //!   and ending with its policy.
 //! - `srcnat` (nat postrouting, 100): masquerade or SNAT of the LAN.
 
+pub mod applied;
 mod balance;
 pub mod expr;
 pub mod guard;

@@ -2,10 +2,12 @@
 //! stderr, and its listing fails on rules from other software, so headnode
 //! spawns `nft -j -f -` itself with stderr piped and lists only its own table.
 //!
-//! "Is the live table what we want?" is answered by nft itself: the desired
-//! JSON is loaded into a scratch network namespace and listed there, so both
-//! sides are in nft's own normal form (`nft -s list table`, no counter values).
+//! "Is the live table what we want?" is answered from the record of the last
+//! load (`applied`): after loading, the table is listed back in nft's own
+//! normal form (`nft -s list table`, no counter values) and later listings
+//! are compared with that.
 
+use super::applied::Applied;
 use super::{FAMILY_NAME, TABLE};
 use nftables::schema::{NfCmd, NfListObject, NfObject, Nftables};
 use std::borrow::Cow;
@@ -204,33 +206,19 @@ impl Nft {
         self.run_ok(&["-f", "-"], Some(&script)).map(|_| ())
     }
 
-    /// `canonical_text`, remembered in `dir` per ruleset and nft version, so
-    /// an apply that changes nothing does not load the ruleset a second time.
-    pub fn canonical_text_cached(
-        &self,
-        rs: &Nftables,
-        dir: &std::path::Path,
-    ) -> Result<String, NftError> {
-        use std::hash::{Hash, Hasher};
-        let json = serde_json::to_string(rs)?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (json.as_str(), self.version()).hash(&mut h);
-        let key = format!("{:016x}\n", h.finish());
-        let path = dir.join("firewall-normal-form.txt");
-        if let Ok(cached) = std::fs::read_to_string(&path)
-            && let Some(text) = cached.strip_prefix(&key)
-        {
-            return Ok(text.to_string());
-        }
-        let text = self.canonical_text(rs)?;
-        // Only a cache: failing to write it costs time next run, nothing else.
-        let _ = std::fs::create_dir_all(dir)
-            .and_then(|()| std::fs::write(&path, format!("{key}{text}")));
-        Ok(text)
+    /// List the table right after `apply` (or `update_balancer`) loaded
+    /// `rs`: the record that later listings are compared with.
+    pub fn read_back(&self, rs: &Nftables) -> Result<Applied, NftError> {
+        let listing = self.live_text()?.ok_or_else(|| NftError::Failed {
+            args: format!("-s list table {FAMILY_NAME} {TABLE}"),
+            stderr: "the table is gone right after loading it".into(),
+        })?;
+        Ok(Applied::new(rs, listing)?)
     }
 
     /// The desired ruleset in nft's normal form, by loading it into a scratch
-    /// network namespace (needs root, like everything that talks to nft).
+    /// network namespace: only for showing it (`headnode plan`), since it
+    /// needs CAP_SYS_ADMIN, which the daemon does not have.
     pub fn canonical_text(&self, rs: &Nftables) -> Result<String, NftError> {
         let json = serde_json::to_string(rs)?;
         let script = format!("\"$0\" -j -f - && \"$0\" -s list table {FAMILY_NAME} {TABLE}");
@@ -247,7 +235,7 @@ impl Nft {
             Ok(normalize(&String::from_utf8_lossy(&out.stdout)))
         } else {
             Err(NftError::Failed {
-                args: "(scratch namespace) -j -f -".into(),
+                args: "-j -f - in a scratch network namespace (unshare --net)".into(),
                 stderr: stderr_of(&out),
             })
         }
