@@ -296,6 +296,20 @@ mod tests {
         let again = read(&path).expect("read");
         assert_eq!(again.records.last(), Some(&r));
         assert!(again.problems.is_empty());
+        // Many renewals of one lease: the log is compacted as it grows.
+        let mut text = String::new();
+        for i in 0..(COMPACT_SLACK as u64 + 100) {
+            let mut r = r.clone();
+            r.expires = 1000 + i;
+            lf.append(&[r], false, &mut text).expect("append");
+        }
+        let lines = fs::read_to_string(&path).expect("read").lines().count();
+        assert!(lines < 200, "{lines} lines after compaction");
+        assert_eq!(
+            read(&path).expect("read").records.last().map(|r| r.expires),
+            Some(1000 + COMPACT_SLACK as u64 + 99),
+            "the latest record survives compaction"
+        );
         drop(lf);
         let _ = fs::remove_dir_all(&dir);
     }
