@@ -57,6 +57,14 @@ check "binary is static ($(stat -c %s "$bin") bytes)" \
 check "lintian: no errors or warnings" lintian --fail-on error,warning "$deb"
 check "package depends on nftables only" \
     bash -c "[[ \$(dpkg-deb -f '$deb' Depends) == nftables ]]"
+# What the package installs, with modes, against fixtures/deb/contents.txt
+# (HEADNODE_BLESS=1 rewrites it after an intended change; review the diff).
+contents() { dpkg-deb -c "$deb" | awk '{print $1, $6}' | sort -k 2; }
+if [[ ${HEADNODE_BLESS:-} == 1 ]]; then
+    mkdir -p fixtures/deb && contents >fixtures/deb/contents.txt
+fi
+check "package contents match fixtures/deb/contents.txt" \
+    bash -c "diff -u fixtures/deb/contents.txt <(dpkg-deb -c '$deb' | awk '{print \$1, \$6}' | sort -k 2)"
 check "no conffiles (the config is written by headnode init)" \
     bash -c "! dpkg-deb -I '$deb' conffiles >/dev/null 2>&1"
 
