@@ -60,7 +60,7 @@ pub enum DhcpError {
          set dhcp.allow_default_route_interface = true if it really is the private LAN"
     )]
     DefaultRoute(String),
-    #[error("cannot listen for DHCP on {iface} (0.0.0.0:67): {source}")]
+    #[error("cannot listen for DHCP on {iface} (0.0.0.0:67)")]
     Bind { iface: String, source: io::Error },
     #[error(transparent)]
     Store(#[from] store::StoreError),
@@ -70,7 +70,7 @@ pub enum DhcpError {
         old: String,
         new: String,
     },
-    #[error("DHCP server failed: {0}")]
+    #[error("DHCP server failed")]
     Io(#[from] io::Error),
 }
 

@@ -90,7 +90,7 @@ pub struct LeaseFile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot use lease file {path}: {source}")]
+    #[error("cannot use lease file {path}")]
     Io { path: PathBuf, source: io::Error },
     #[error(
         "lease file {path} is in use by another headnode (lock {lock} is held); stop it first or set a different dhcp.lease_file"
