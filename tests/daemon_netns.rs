@@ -9,6 +9,13 @@ use common::{Netns, can_netns, have, headnode, veth, wait_for};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The capability bounding set of packaging/headnode.service (no CAP_SYS_ADMIN).
+const UNIT_CAPS: [&str; 3] = [
+    "setpriv",
+    "--bounding-set",
+    "-all,+net_admin,+net_bind_service,+net_raw",
+];
+
 struct Lab {
     net: Netns,
     head: Netns,
@@ -82,11 +89,14 @@ impl Lab {
         self.head.run(&refs)
     }
 
-    /// Start the daemon; returns its pid once it logged "ready".
+    /// Start the daemon; returns its pid once it logged "ready". It runs
+    /// with only the capabilities headnode.service grants (setpriv execs, so
+    /// the pid is the daemon's).
     fn start_daemon(&mut self) -> u32 {
         let bin = headnode();
         let cfg = self.config();
-        let mut argv: Vec<String> = vec!["env".into()];
+        let mut argv: Vec<String> = UNIT_CAPS.iter().map(|s| s.to_string()).collect();
+        argv.push("env".into());
         argv.extend(self.env());
         argv.extend([
             bin.display().to_string(),
