@@ -177,7 +177,10 @@ fn udhcpc(node: &Netns) -> String {
         "-T",
         "1",
         "-s",
-        "/etc/udhcpc/default.script",
+        &common::root()
+            .join("tests/udhcpc.script")
+            .display()
+            .to_string(),
     ]);
     String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
 }

@@ -20,6 +20,7 @@ cleanup() {
     for ns in "$NET" "$HEAD" "$LAN" "$N1" "$N2"; do
         for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
         ip netns del "$ns" 2>/dev/null
+        rm -rf "/etc/netns/$ns"
     done
     rm -rf "$work"
 }
@@ -38,6 +39,9 @@ CFG=$PWD/fixtures/origin/headnode.toml
 step "creating namespaces: net client, head node, LAN switch, node1, node2"
 for ns in "$NET" "$HEAD" "$LAN" "$N1" "$N2"; do
     ip netns add "$ns"
+    # `ip netns exec` mounts this over /etc/resolv.conf: nothing in the
+    # namespace can write the host's.
+    mkdir -p "/etc/netns/$ns" && : >"/etc/netns/$ns/resolv.conf"
     in_ns "$ns" ip link set lo up
 done
 # internet side: client (the how-to's gateway) 203.0.113.253 <-> head eth1 203.0.113.210
@@ -85,9 +89,10 @@ sed 's/^/  | /' "$work/headnode.log"
 
 step "node1 and node2 ask for addresses with busybox udhcpc"
 for ns in "$N1" "$N2"; do
-    in_ns "$ns" busybox udhcpc -i eth0 -n -q -t 5 -T 1 -s /etc/udhcpc/default.script \
-        2>&1 | sed 's/^/  | /'
+    in_ns "$ns" env HEADNODE_LEASE_ENV="$work/$ns.lease" \
+        busybox udhcpc -i eth0 -n -q -t 5 -T 1 -s "$PWD/tests/udhcpc.script" 2>&1 | sed 's/^/  | /'
     echo "  $ns: $(in_ns "$ns" ip -4 -br addr show dev eth0 | awk '{print $3}'), default via $(in_ns "$ns" ip route show default | awk '{print $3}')"
+    echo "    the server sent: $(tr '\n' ' ' <"$work/$ns.lease")"
 done
 
 step "headnode leases"

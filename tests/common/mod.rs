@@ -61,6 +61,11 @@ impl Netns {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("hn-{tag}-{}-{n}", std::process::id());
         run_ok("ip", &["netns", "add", &name]);
+        // `ip netns exec` bind-mounts /etc/netns/NAME/* over /etc, so a DHCP
+        // client hook that writes /etc/resolv.conf writes this copy, not the host's.
+        let etc = etc_dir(&name);
+        std::fs::create_dir_all(&etc).expect("create /etc/netns/NAME");
+        std::fs::write(etc.join("resolv.conf"), "").expect("namespace resolv.conf");
         let ns = Netns {
             name,
             children: Vec::new(),
@@ -154,7 +159,12 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+        let _ = std::fs::remove_dir_all(etc_dir(&self.name));
     }
+}
+
+fn etc_dir(name: &str) -> PathBuf {
+    PathBuf::from("/etc/netns").join(name)
 }
 
 /// A veth pair between two namespaces, with optional addresses ("10.0.0.1/24"), both up.
