@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # Run every headnode test: unit, golden files, CLI, and (as root) the
-# network-namespace integration tests. Sets up its own dependencies.
-set -euo pipefail
+# network-namespace integration tests, the .deb in a fresh Debian 12 root,
+# and IPVS on a real IPVS kernel in a VM. Sets up its own dependencies.
+# Every part runs even when an earlier one failed; the exit status says
+# whether all passed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
+failed=()
 if [[ $(id -u) -eq 0 ]]; then
-    bash tests/setup.sh
+    bash tests/setup.sh || exit 1
 else
-    echo "tests/run.sh: not root, so tests that need network namespaces will skip"
+    echo "tests/run.sh: not root, so tests that need network namespaces, the .deb and the VM skip"
 fi
-cargo build --quiet --all-targets
-cargo test --all-targets 2>&1 | tee /tmp/headnode-test.log
-[[ $(id -u) -ne 0 ]] || bash tests/deb.sh   # the .deb in a fresh Debian 12 root
-# IPVS on a real IPVS kernel: the build hosts have no ip_vs, so boot one.
+cargo build --quiet --all-targets || exit 1
+cargo test --all-targets 2>&1 | tee /tmp/headnode-test.log || failed+=("cargo test")
 if [[ $(id -u) -eq 0 ]]; then
-    bash tests/vm/run.sh origin
-else
-    echo "tests/run.sh: not root, skipping the IPVS VM test (tests/vm/run.sh)"
+    bash tests/deb.sh || failed+=("tests/deb.sh")
+    # The build hosts have no ip_vs, so boot a kernel that has it.
+    bash tests/vm/run.sh origin || failed+=("tests/vm/run.sh")
 fi
+if ((${#failed[@]})); then
+    echo "tests/run.sh: FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "tests/run.sh: all parts passed"

@@ -23,8 +23,17 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-/// How often live state is compared with the config and repaired.
+/// How often live state is compared with the config and repaired, unless
+/// `$HEADNODE_RECONCILE_INTERVAL` (e.g. `2s`) says otherwise.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
+
+pub fn reconcile_interval() -> Duration {
+    std::env::var("HEADNODE_RECONCILE_INTERVAL")
+        .ok()
+        .and_then(|t| config::parse_duration(&t))
+        .filter(|d| !d.is_zero())
+        .unwrap_or(RECONCILE_INTERVAL)
+}
 
 struct ControlMsg {
     req: Request,
@@ -48,7 +57,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut reconcile = tokio::time::interval(RECONCILE_INTERVAL);
+    let mut reconcile = tokio::time::interval(reconcile_interval());
     reconcile.tick().await;
     let mut watchdog =
         tokio::time::interval(notify::watchdog_interval().unwrap_or(Duration::from_secs(3600)));

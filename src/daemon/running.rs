@@ -360,7 +360,7 @@ impl Running {
                 "pid": std::process::id(),
                 "uptime_s": uptime.as_secs(),
                 "config": self.cfg.path,
-                "reconcile_interval_s": super::RECONCILE_INTERVAL.as_secs(),
+                "reconcile_interval_s": super::reconcile_interval().as_secs_f64(),
                 "last_error": self.last_error,
             },
             "firewall": {
