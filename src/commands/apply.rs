@@ -86,7 +86,7 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
     }
     if plan.backend == Backend::Ipvs && !cfg.balancer.services.is_empty() {
         // After the ruleset, so the marks IPVS matches on are already set.
-        super::balancer::apply(path, args)?;
+        super::balancer::apply(&cfg)?;
     }
     Ok(())
 }

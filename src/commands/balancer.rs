@@ -1,36 +1,17 @@
 //! The balancer (IPVS) part of `headnode apply` (its plan section is
-//! `plan::Plan::ipvs`). The
-//! firewall's ruleset and sysctls come before it in apply (sysctls →
-//! ruleset → IPVS), so the marks IPVS matches on exist when it starts.
+//! `plan::Plan::ipvs`). The firewall's ruleset and sysctls come before it in
+//! apply (sysctls → ruleset → IPVS), so the marks IPVS matches on exist when
+//! it starts.
 
-use crate::cli::ApplyArgs;
 use crate::config::Config;
-use crate::config::model::{Backend, VirtualKey};
+use crate::config::model::Backend;
 use crate::health::HealthMap;
 use crate::ipvs;
-use std::path::Path;
 
-/// A service on the public address cannot be planned before that address is known.
-fn check_public(cfg: &Config) -> anyhow::Result<()> {
-    let unresolved =
-        cfg.balancer.services.iter().find(
-            |s| matches!(s.key, VirtualKey::Addr { address, .. } if address.is_unspecified()),
-        );
-    if let Some(s) = unresolved {
-        return Err(super::InvalidInput(format!(
-            "service \"{}\" ({}) is on the public address, which is \"auto\" and not known yet; \
-             write the address in [interfaces.public] or use a fwmark service",
-            s.name, s.origin
-        ))
-        .into());
-    }
-    Ok(())
-}
-
-pub fn apply(path: &Path, _args: &ApplyArgs) -> anyhow::Result<()> {
-    let cfg = super::load_config(path)?;
-    check_public(&cfg)?;
-    let report = match ipvs::reconcile(&cfg, &HealthMap::default()) {
+/// Reconcile IPVS with `cfg` (its public address already resolved) and
+/// print what changed. `apply` calls it after the ruleset.
+pub fn apply(cfg: &Config) -> anyhow::Result<()> {
+    let report = match ipvs::reconcile(cfg, &HealthMap::default()) {
         Ok(r) => r,
         Err(ipvs::Error::NoIpvs(why)) if cfg.balancer.backend == Backend::Auto => {
             tracing::warn!(%why, "the kernel has no IPVS; balancer backend auto leaves IPVS alone");
