@@ -174,7 +174,11 @@ pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls, purpose: Purpose) -> an
             diff,
             check,
         },
-        ipvs: (backend == Backend::Ipvs && !cfg.balancer.services.is_empty()).then(|| {
+        // Apply reconciles IPVS itself (reading the table once there).
+        ipvs: (purpose == Purpose::Show
+            && backend == Backend::Ipvs
+            && !cfg.balancer.services.is_empty())
+        .then(|| {
             crate::ipvs::plan_text(cfg, &crate::health::HealthMap::default())
                 .lines()
                 .map(str::to_string)
