@@ -60,10 +60,13 @@ def probe(server: str, giaddr: str, mac: str, timeout: float) -> int:
     xid = random.getrandbits(32)
     pkt = discover(xid, giaddr, mac)
     print("ready", file=sys.stderr, flush=True)
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    deadline = start + timeout
+    sent = 0
     while time.monotonic() < deadline:
         try:
             s.sendto(pkt, (server, 67))
+            sent += 1
         except OSError:
             pass  # ICMP unreachable reported on a later call: not up yet
         end = time.monotonic() + 0.002
@@ -76,6 +79,7 @@ def probe(server: str, giaddr: str, mac: str, timeout: float) -> int:
                 continue
             if is_offer(data, xid):
                 print(f"{time.time():.6f}")
+                print(f"OFFER after {time.monotonic() - start:.3f} s, {sent} DISCOVER(s) sent", file=sys.stderr)
                 return 0
     return 1
 
