@@ -384,7 +384,9 @@ bench_cell() { # SERVER SCENARIO
     log "$SERVER $SCEN: starting (${nres} reservations, pool clients ${pool})"
     local row_pre="$DATE,$MODE,$SERVER,$SCEN,$nres,$pool"
     if ! start_server "$dir/server.log" "$(head -1 "$macs")"; then
-        log "$SERVER $SCEN: did not answer; log tail:"; tail -5 "$dir/server.log" >&2 || true
+        log "$SERVER $SCEN: did not answer; probe and server log:"
+        tail -3 "$WORK/probe.err" >&2 || true
+        tail -5 "$dir/server.log" >&2 || true
         echo "$row_pre,failed$(printf ',%.0s' {1..17})" >>"$CSV"
         stop_server; drop_netns; return 0
     fi

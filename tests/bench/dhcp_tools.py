@@ -55,7 +55,16 @@ def is_offer(pkt: bytes, xid: int) -> bool:
 def probe(server: str, giaddr: str, mac: str, timeout: float) -> int:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((giaddr, 67))
+    for _ in range(200):  # the address may need a moment after the link comes up
+        try:
+            s.bind((giaddr, 67))
+            break
+        except OSError as e:
+            err = e
+            time.sleep(0.01)
+    else:
+        print(f"probe: cannot bind {giaddr}:67: {err}", file=sys.stderr)
+        return 1
     s.settimeout(0.002)
     xid = random.getrandbits(32)
     pkt = discover(xid, giaddr, mac)
