@@ -295,6 +295,7 @@ SPID=""
 # relayed DISCOVER every 2 ms from before the exec until an OFFER arrives.
 start_server() { # LOG PROBE_MAC -> sets SPID, STARTUP
     local logf=$1 mac=$2 probe_out=$WORK/probe.out probe_err=$WORK/probe.err ppid t0 t1 i
+    rm -f "$probe_out" "$probe_err"   # a stale "ready" would start the clock too early
     ip netns exec "$CNS" python3 "$TOOLS" probe "$SERVER_IP" "$RELAY_IP" "$mac" 60 >"$probe_out" 2>"$probe_err" &
     ppid=$!; PIDS+=("$ppid")
     for ((i = 0; i < 500; i++)); do grep -q ready "$probe_err" 2>/dev/null && break; sleep 0.01; done
