@@ -330,12 +330,19 @@ run_perf() {
     shift 3
     local args=(-4 -p "$PERIOD" -W 200000 -M "$macs")
     [[ $rate != flood ]] && args+=(-r "$rate")
-    c0=$(cpu_ticks "$SPID")
-    timeout $((PERIOD + 20)) ip netns exec "$CNS" perfdhcp "${args[@]}" "$@" "$SERVER_IP" >"$outf" 2>&1 &
-    ppid=$!; PIDS+=("$ppid")
-    wait "$ppid" || true   # exit 3 means "some exchanges not completed": measured below
-    forget_pid "$ppid"
-    c1=$(cpu_ticks "$SPID")
+    local attempt
+    for attempt in 1 2 3; do
+        c0=$(cpu_ticks "$SPID")
+        timeout $((PERIOD + 20)) ip netns exec "$CNS" perfdhcp "${args[@]}" "$@" "$SERVER_IP" >"$outf" 2>&1 &
+        ppid=$!; PIDS+=("$ppid")
+        wait "$ppid" || true   # exit 3 means "some exchanges not completed": measured below
+        forget_pid "$ppid"
+        c1=$(cpu_ticks "$SPID")
+        grep -q '^ERROR: running perfdhcp' "$outf" || break
+        # perfdhcp could not start (seen once: port 67 still bound for a moment); say what holds it and retry
+        log "  perfdhcp failed to start (attempt $attempt): $(grep '^ERROR' "$outf" | head -1); $(ip netns exec "$CNS" ss -Huap 'sport = :67' 2>/dev/null | tr -s ' ' | head -2)"
+        sleep 1
+    done
     CPU_S=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / t }')
     DO_SENT=0 DO_RECV=0 RA_SENT=0 RA_RECV=0 P50="" P99="" DO_P50="" DO_P99="" RA_P50="" RA_P99=""
     eval "$(python3 "$TOOLS" perfdhcp "$outf")"
