@@ -13,7 +13,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Diagnostic>> {
-    let raw: RawConfig = match toml::from_str(text) {
+    parse_with(text, path, super::host_blocks::MIN_HOSTS)
+}
+
+/// `parse`, taking the section-by-section path when the file has at least
+/// `min_hosts` `[[host]]` tables (tests compare both paths on one file).
+fn parse_with(text: &str, path: &Path, min_hosts: usize) -> Result<Config, Vec<Diagnostic>> {
+    let parsed = match super::host_blocks::parse(text, min_hosts) {
+        Some(raw) => Ok(raw),
+        None => toml::from_str::<RawConfig>(text),
+    };
+    let raw = match parsed {
         Ok(r) => r,
         Err(e) => {
             let (line, col) = e.span().map_or((1, 1), |s| line_col(text, s.start));
@@ -1801,6 +1811,137 @@ mod tests {
         assert!(parse_mac("00-12-34-56-78-9A").is_ok());
         assert!(parse_mac("00:12:34:56:78").is_err());
         assert!(parse_mac("01:00:5e:00:00:01").is_err());
+    }
+
+    /// Both load paths on one text: the section-by-section one must be
+    /// taken, and give the same config or the same diagnostics.
+    fn both_paths(
+        text: &str,
+    ) -> (
+        Result<Config, Vec<Diagnostic>>,
+        Result<Config, Vec<Diagnostic>>,
+    ) {
+        assert!(
+            super::super::host_blocks::parse(text, 0).is_some(),
+            "the host section path refused the text"
+        );
+        let p = Path::new("same.toml");
+        (parse_with(text, p, 0), parse_with(text, p, usize::MAX))
+    }
+
+    fn same_config(text: &str) {
+        let (fast, whole) = both_paths(text);
+        // Debug, not JSON: the policy map has tuple keys, which JSON cannot.
+        let json = |r: Result<Config, Vec<Diagnostic>>| {
+            format!("{:?}", r.unwrap_or_else(|d| panic!("{d:?}")))
+        };
+        assert_eq!(json(fast), json(whole));
+    }
+
+    fn repo_file(rel: &str) -> String {
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).expect(rel)
+    }
+
+    /// `n` hosts in a /16 with per-host options on some, comments and blank
+    /// lines between blocks, and tables after them that use host names.
+    fn many_hosts(n: usize, edit: impl Fn(usize, String) -> String) -> String {
+        let mut t = String::from(
+            "[interfaces.public]\nname = \"eth1\"\naddress = \"203.0.113.210/24\"\n\n\
+             [interfaces.private] # the LAN\nname = \"eth0\"\naddress = \"10.0.255.254/16\"\n\n",
+        );
+        for i in 0..n {
+            let mut h = format!(
+                "[[host]]\nname = \"n{i}\"\nmac = \"02:00:00:00:{:02x}:{:02x}\"\naddress = \"10.0.{}.{}\"\n",
+                i >> 8,
+                i & 255,
+                i / 250,
+                i % 250 + 1
+            );
+            if i % 7 == 0 {
+                h.push_str("lease_time = \"1d\" # long\nnext_server = \"10.0.255.254\"\nfilename = \"pxe.efi\"\n");
+            }
+            if i % 11 == 0 {
+                h.push_str("dns_servers = [\"10.0.255.254\",\n  \"192.0.2.53\"]\ndomain_name = \"c.example\"\n");
+            }
+            if i % 7 == 1 {
+                h.push_str("lease_time = 600\n");
+            }
+            if i % 13 == 0 {
+                h.push_str("\n# rack ✓ next\n\n");
+            }
+            t.push_str(&edit(i, h));
+        }
+        t.push_str(
+            "[dhcp]\nlease_time = \"12h\"\n\n[[firewall.forward]]\nproto = \"tcp\"\nport = 2222\nto = \"n1999\"\nto_port = 22\n",
+        );
+        t
+    }
+
+    #[test]
+    fn host_sections_origin_config() {
+        same_config(&repo_file("fixtures/origin/headnode.toml"));
+    }
+
+    #[test]
+    fn host_sections_readme_reference() {
+        let readme = repo_file("README.md");
+        let block = readme
+            .split("<!-- reference:start -->")
+            .nth(1)
+            .and_then(|b| b.split("```toml").nth(1))
+            .and_then(|b| b.split("```").next())
+            .expect("reference block");
+        same_config(block);
+    }
+
+    #[test]
+    fn host_sections_2000_hosts() {
+        let text = many_hosts(2000, |_, h| h);
+        same_config(&text);
+        let cfg = parse(&text, Path::new("x")).expect("valid");
+        assert_eq!(cfg.hosts.len(), 2000);
+    }
+
+    #[test]
+    fn host_sections_same_diagnostics() {
+        let text = many_hosts(2000, |i, h| match i {
+            1500 => h
+                .replace("02:00:00:00:05:dc", "02:00:00:00:00:07")
+                .replace("10.0.6.1\"", "10.0.6.256\""),
+            _ => h,
+        });
+        let (fast, whole) = both_paths(&text);
+        let (fast, whole) = (fast.expect_err("invalid"), whole.expect_err("invalid"));
+        assert_eq!(fast.len(), 2, "{fast:?}");
+        assert_eq!(fast, whole);
+        let shown = |d: Vec<Diagnostic>| {
+            super::super::ConfigErrors {
+                path: "x".into(),
+                diagnostics: d,
+            }
+            .to_string()
+        };
+        assert_eq!(shown(fast), shown(whole));
+    }
+
+    #[test]
+    fn host_sections_refuse_unusual_layouts() {
+        let base = many_hosts(3, |_, h| h);
+        for odd in [
+            "[ host ]\n",
+            "[\"quoted\"]\n",
+            "[host.x]\n",
+            "[dhcp]\ndomain_name = \"\"\"a\"\"\"\n",
+            "[[host]]\nname = 1\n",
+        ] {
+            assert!(
+                super::super::host_blocks::parse(&format!("{base}{odd}"), 0).is_none(),
+                "{odd}"
+            );
+        }
+        let inline = format!("host = [{{ name = \"a\" }}]\n{base}");
+        assert!(super::super::host_blocks::parse(&inline, 0).is_none());
+        assert!(super::super::host_blocks::parse(&base, 4).is_none());
     }
 
     #[test]
