@@ -131,14 +131,6 @@ impl Handle {
             .pop()
             .unwrap_or(Ok(()))
     }
-
-    /// Delete every service in this network namespace (`ipvsadm -C`).
-    pub fn flush(&self) -> Result<(), Error> {
-        for msg in self.send(wire::flush().map_err(netlink_err)?, NlmF::ACK)? {
-            msg.map_err(|e| kernel_err("flush", e))?;
-        }
-        Ok(())
-    }
 }
 
 /// A router error without neli's full message dump.

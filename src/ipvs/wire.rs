@@ -244,11 +244,6 @@ pub fn dump_dests(key: &ServiceKey) -> Result<Request, WireError> {
     message(IpvsCmd::GetDest, vec![service_key_only(key)?])
 }
 
-/// FLUSH: delete every service in this network namespace.
-pub fn flush() -> Result<Request, WireError> {
-    message(IpvsCmd::Flush, vec![])
-}
-
 /// Attribute type → payload of the attributes nested in `cmd_attr` of a reply.
 fn nested(reply: &Request, cmd_attr: CmdAttr) -> Result<Vec<(u16, Vec<u8>)>, WireError> {
     let top = reply.attrs().get_attr_handle();
@@ -589,7 +584,7 @@ mod tests {
     }
 
     #[test]
-    fn dump_and_flush_requests() {
+    fn dump_requests() {
         // Sent with NLM_F_DUMP by the router; the flags here are the test's.
         assert_eq!(
             bytes(dump_services().unwrap()),
@@ -602,10 +597,6 @@ mod tests {
                 08 01 0000
                 1400 0180 0600 0100 0200 0000 0800 0500 01000000
             ")
-        );
-        assert_eq!(
-            bytes(flush().unwrap()),
-            hex("14000000 2000 0500 00000000 00000000 11 01 0000")
         );
     }
 
