@@ -27,9 +27,27 @@ struct Section {
     body: Range<usize>,
 }
 
-/// `RawConfig` with its hosts parsed section by section, or `None` when the
-/// file has fewer than `min_hosts` hosts or anything looks unusual.
-pub(super) fn parse(text: &str, min_hosts: usize) -> Option<RawConfig> {
+/// The file's host sections, parsed one at a time on demand.
+pub(super) struct Sections<'a> {
+    text: &'a str,
+    sections: Vec<Section>,
+}
+
+impl Sections<'_> {
+    /// Each host in file order with its spans in file offsets, or `None`
+    /// for a section that does not parse on its own.
+    pub(super) fn hosts(&self) -> impl ExactSizeIterator<Item = Option<S<RawHost>>> + '_ {
+        self.sections.iter().map(|s| {
+            let raw: RawHost = toml::from_str(&self.text[s.body.clone()]).ok()?;
+            Some(Spanned::new(s.header.clone(), shift(raw, s.body.start)))
+        })
+    }
+}
+
+/// The file without its `[[host]]` sections, parsed, and those sections;
+/// `None` when the file has fewer than `min_hosts` of them or anything looks
+/// unusual.
+pub(super) fn split(text: &str, min_hosts: usize) -> Option<(RawConfig, Sections<'_>)> {
     if text.contains("\"\"\"") || text.contains("'''") {
         return None;
     }
@@ -37,19 +55,13 @@ pub(super) fn parse(text: &str, min_hosts: usize) -> Option<RawConfig> {
     if sections.len() < min_hosts.max(1) {
         return None;
     }
-    let mut hosts = Vec::with_capacity(sections.len());
-    for s in &sections {
-        let raw: RawHost = toml::from_str(&text[s.body.clone()]).ok()?;
-        hosts.push(Spanned::new(s.header.clone(), shift(raw, s.body.start)));
-    }
-    let mut rest: RawConfig = toml::from_str(&blank(text, &sections)).ok()?;
+    let rest: RawConfig = toml::from_str(&blank(text, &sections)).ok()?;
     // `host = [...]` or dotted `host` keys outside the sections: let the
     // whole-file parse judge how they mix with the `[[host]]` tables.
     if !rest.hosts.is_empty() {
         return None;
     }
-    rest.hosts = hosts;
-    Some(rest)
+    Some((rest, Sections { text, sections }))
 }
 
 /// Every `[[host]]` section in file order, or `None` when a line starting

@@ -5,6 +5,7 @@ use super::model::*;
 use super::raw::*;
 use super::{Diagnostic, line_col};
 use ipnet::Ipv4Net;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
@@ -19,11 +20,15 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Diagnostic>> 
 /// `parse`, taking the section-by-section path when the file has at least
 /// `min_hosts` `[[host]]` tables (tests compare both paths on one file).
 fn parse_with(text: &str, path: &Path, min_hosts: usize) -> Result<Config, Vec<Diagnostic>> {
-    let parsed = match super::host_blocks::parse(text, min_hosts) {
-        Some(raw) => Ok(raw),
-        None => toml::from_str::<RawConfig>(text),
-    };
-    let raw = match parsed {
+    if let Some((raw, sections)) = super::host_blocks::split(text, min_hosts) {
+        // Each host is parsed just before it is validated, so the raw hosts
+        // never exist all at once. A section that does not parse sends the
+        // file to the whole-file parse below, whose error is the one shown.
+        if let Some(result) = validate(text, path, raw, sections.hosts()) {
+            return result;
+        }
+    }
+    let mut raw = match toml::from_str::<RawConfig>(text) {
         Ok(r) => r,
         Err(e) => {
             let (line, col) = e.span().map_or((1, 1), |s| line_col(text, s.start));
@@ -50,17 +55,33 @@ fn parse_with(text: &str, path: &Path, min_hosts: usize) -> Result<Config, Vec<D
             }]);
         }
     };
+    let hosts = std::mem::take(&mut raw.hosts).into_iter().map(Some);
+    validate(text, path, raw, hosts).expect("every parsed host is present")
+}
+
+/// Validate `raw` with its hosts from `hosts`; `None` when one of them is
+/// missing (a host section that did not parse on its own).
+fn validate(
+    text: &str,
+    path: &Path,
+    raw: RawConfig,
+    mut hosts: impl ExactSizeIterator<Item = Option<S<RawHost>>>,
+) -> Option<Result<Config, Vec<Diagnostic>>> {
     let mut v = Validator {
         text,
         newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
         diags: Vec::new(),
+        host_missing: false,
     };
-    let cfg = v.config(raw, path);
-    if v.diags.is_empty() {
-        Ok(cfg.expect("a config without diagnostics is complete"))
+    let cfg = v.config(raw, &mut hosts, path);
+    // Hosts the validator did not reach (no [interfaces]) must parse too.
+    if v.host_missing || hosts.any(|h| h.is_none()) {
+        None
+    } else if v.diags.is_empty() {
+        Some(Ok(cfg.expect("a config without diagnostics is complete")))
     } else {
         v.diags.sort_by_key(|d| (d.line, d.col));
-        Err(v.diags)
+        Some(Err(v.diags))
     }
 }
 
@@ -70,17 +91,20 @@ struct Validator<'a> {
     /// a scan from the start (a 10,000-rule file has 10,000+ spans to place).
     newlines: Vec<usize>,
     diags: Vec<Diagnostic>,
+    /// A host in the stream was `None`: the result is void.
+    host_missing: bool,
 }
 
 /// Names the rest of the file may use for an address: `[[host]]` names and `public`.
-struct Names {
-    hosts: HashMap<String, Ipv4Addr>,
+/// Borrows the names from the validated hosts: no second copy of 50,000 names.
+struct Names<'h> {
+    hosts: HashMap<&'h str, Ipv4Addr>,
     public: Option<Ipv4Addr>,
 }
 
 const PLACEHOLDER_PUBLIC: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
     fn err(&mut self, span: Range<usize>, field: &str, message: String, hint: Option<&str>) {
         let (line, col) = line_col(self.text, span.start);
         self.diags.push(Diagnostic {
@@ -90,6 +114,17 @@ impl Validator<'_> {
             message,
             hint: hint.map(str::to_string),
         });
+    }
+
+    /// The string as it stands in the file when it is written there plainly
+    /// (a quoted string without escapes), else a copy: keys for the
+    /// duplicate checks without a copy of every name.
+    fn as_written(&self, s: &S<String>) -> Cow<'a, str> {
+        let span = s.span();
+        match self.text.get(span.start + 1..span.end.saturating_sub(1)) {
+            Some(t) if t == s.get_ref() => Cow::Borrowed(t),
+            _ => Cow::Owned(s.get_ref().clone()),
+        }
     }
 
     fn line(&self, span: &Range<usize>) -> usize {
@@ -186,7 +221,7 @@ impl Validator<'_> {
         match parse_ipv4(s.get_ref()) {
             Ok(a) => Some(a),
             Err(why) => {
-                let known: Vec<_> = names.hosts.keys().map(String::as_str).collect();
+                let known: Vec<_> = names.hosts.keys().copied().collect();
                 let hint = if known.is_empty() {
                     "use an IPv4 address or declare the name in a [[host]] block".to_string()
                 } else {
@@ -395,7 +430,12 @@ impl Validator<'_> {
             .collect()
     }
 
-    fn config(&mut self, raw: RawConfig, path: &Path) -> Option<Config> {
+    fn config(
+        &mut self,
+        raw: RawConfig,
+        raw_hosts: impl ExactSizeIterator<Item = Option<S<RawHost>>>,
+        path: &Path,
+    ) -> Option<Config> {
         let Some(ifaces) = raw.interfaces.as_ref() else {
             self.err(
                 0..0,
@@ -407,9 +447,9 @@ impl Validator<'_> {
         };
         let (public, private) = self.interfaces(ifaces.get_ref());
         let public_ip = public.as_ref().and_then(|p| p.address.map(|a| a.addr()));
-        let hosts = self.hosts(&raw.hosts, private.as_ref());
+        let hosts = self.hosts(raw_hosts, private.as_ref())?;
         let names = Names {
-            hosts: hosts.iter().map(|h| (h.name.clone(), h.address)).collect(),
+            hosts: hosts.iter().map(|h| (h.name.as_str(), h.address)).collect(),
             public: public_ip,
         };
         let dhcp = self.dhcp(&raw.dhcp, private.as_ref(), &hosts);
@@ -544,12 +584,21 @@ impl Validator<'_> {
         }
     }
 
-    fn hosts(&mut self, raw: &[S<RawHost>], private: Option<&PrivateIface>) -> Vec<Host> {
-        let mut out = Vec::new();
-        let mut by_name: HashMap<String, usize> = HashMap::new();
-        let mut by_mac: HashMap<Mac, usize> = HashMap::new();
-        let mut by_ip: HashMap<Ipv4Addr, usize> = HashMap::new();
-        for (i, rh) in raw.iter().enumerate() {
+    /// `None` (and `host_missing` set) when the stream yields a `None`.
+    fn hosts(
+        &mut self,
+        raw: impl ExactSizeIterator<Item = Option<S<RawHost>>>,
+        private: Option<&PrivateIface>,
+    ) -> Option<Vec<Host>> {
+        let mut out = Vec::with_capacity(raw.len());
+        let mut by_name: HashMap<Cow<'a, str>, usize> = HashMap::with_capacity(raw.len());
+        let mut by_mac: HashMap<Mac, usize> = HashMap::with_capacity(raw.len());
+        let mut by_ip: HashMap<Ipv4Addr, usize> = HashMap::with_capacity(raw.len());
+        for (i, rh) in raw.enumerate() {
+            let Some(rh) = rh else {
+                self.host_missing = true;
+                return None;
+            };
             let line = self.line(&rh.span());
             let h = rh.get_ref();
             let f = |k: &str| format!("host[{i}].{k}");
@@ -562,7 +611,7 @@ impl Validator<'_> {
                     format!("\"{name}\" is not a valid host name"),
                     Some("letters, digits and '-', at most 63, not an address and not \"public\""),
                 );
-            } else if let Some(first) = by_name.insert(name.clone(), line) {
+            } else if let Some(first) = by_name.insert(self.as_written(&h.name), line) {
                 self.err(
                     h.name.span(),
                     &f("name"),
@@ -662,7 +711,7 @@ impl Validator<'_> {
                 });
             }
         }
-        out
+        Some(out)
     }
 
     fn dhcp(
@@ -1813,6 +1862,12 @@ mod tests {
         assert!(parse_mac("01:00:5e:00:00:01").is_err());
     }
 
+    /// Whether the section-by-section path takes the whole text.
+    fn sections_take(text: &str, min_hosts: usize) -> bool {
+        super::super::host_blocks::split(text, min_hosts)
+            .is_some_and(|(_, s)| s.hosts().all(|h| h.is_some()))
+    }
+
     /// Both load paths on one text: the section-by-section one must be
     /// taken, and give the same config or the same diagnostics.
     fn both_paths(
@@ -1822,7 +1877,7 @@ mod tests {
         Result<Config, Vec<Diagnostic>>,
     ) {
         assert!(
-            super::super::host_blocks::parse(text, 0).is_some(),
+            sections_take(text, 0),
             "the host section path refused the text"
         );
         let p = Path::new("same.toml");
@@ -1924,6 +1979,41 @@ mod tests {
         assert_eq!(shown(fast), shown(whole));
     }
 
+    /// A host section that does not parse on its own: the file goes to the
+    /// whole-file parse, so the message is that parse's, with or without
+    /// an [interfaces] table before the hosts.
+    #[test]
+    fn host_sections_fall_back_on_parse_errors() {
+        for bad in ["macc = \"x\"\n", "name = \"dup\"\n", "lease_time = [1]\n"] {
+            let with = many_hosts(2000, |i, h| if i == 1500 { h + bad } else { h });
+            let without = with[with.find("[[host]]").unwrap_or(0)..].to_string();
+            for text in [with, without] {
+                assert!(super::super::host_blocks::split(&text, 0).is_some());
+                assert!(!sections_take(&text, 0));
+                let p = Path::new("same.toml");
+                let fast = parse_with(&text, p, 0).expect_err("invalid");
+                assert_eq!(fast, parse_with(&text, p, usize::MAX).expect_err("invalid"));
+                assert_eq!(fast.len(), 1, "{fast:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_borrowed_from_the_file_when_written_plainly() {
+        let text = "[[host]]\nname = \"n1\"\nmac = \"n\\u0031\"\naddress = 'x'\n";
+        let raw: RawConfig = toml::from_str(text).expect("toml");
+        let v = Validator {
+            text,
+            newlines: Vec::new(),
+            diags: Vec::new(),
+            host_missing: false,
+        };
+        let h = raw.hosts[0].get_ref();
+        assert!(matches!(v.as_written(&h.name), Cow::Borrowed("n1")));
+        assert!(matches!(v.as_written(&h.mac), Cow::Owned(ref m) if m == "n1"));
+        assert!(matches!(v.as_written(&h.address), Cow::Borrowed("x")));
+    }
+
     #[test]
     fn host_sections_refuse_unusual_layouts() {
         let base = many_hosts(3, |_, h| h);
@@ -1934,14 +2024,11 @@ mod tests {
             "[dhcp]\ndomain_name = \"\"\"a\"\"\"\n",
             "[[host]]\nname = 1\n",
         ] {
-            assert!(
-                super::super::host_blocks::parse(&format!("{base}{odd}"), 0).is_none(),
-                "{odd}"
-            );
+            assert!(!sections_take(&format!("{base}{odd}"), 0), "{odd}");
         }
         let inline = format!("host = [{{ name = \"a\" }}]\n{base}");
-        assert!(super::super::host_blocks::parse(&inline, 0).is_none());
-        assert!(super::super::host_blocks::parse(&base, 4).is_none());
+        assert!(!sections_take(&inline, 0));
+        assert!(!sections_take(&base, 4));
     }
 
     #[test]
