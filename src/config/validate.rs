@@ -1953,6 +1953,10 @@ mod tests {
     fn host_sections_2000_hosts() {
         let text = many_hosts(2000, |_, h| h);
         same_config(&text);
+        same_config(&text.replace('\n', "\r\n"));
+        // Hosts last, the file ending without a newline.
+        let tail = text.find("[dhcp]").unwrap_or(text.len());
+        same_config(text[..tail].trim_end());
         let cfg = parse(&text, Path::new("x")).expect("valid");
         assert_eq!(cfg.hosts.len(), 2000);
     }
