@@ -55,6 +55,10 @@ pub(super) fn split(text: &str, min_hosts: usize) -> Option<(RawConfig, Sections
     if sections.len() < min_hosts.max(1) {
         return None;
     }
+    // A `[[host]]` line inside a multi-line array would make the whole file
+    // invalid, yet blanked the rest could still parse if the next header-like
+    // line continued the array (`[1]`). That needs a nested-array field,
+    // which the schema does not have, so such a rest fails to deserialize.
     let rest: RawConfig = toml::from_str(&blank(text, &sections)).ok()?;
     // `host = [...]` or dotted `host` keys outside the sections: let the
     // whole-file parse judge how they mix with the `[[host]]` tables.
