@@ -41,6 +41,10 @@ for pair in head:192.168.1.254 node1:192.168.1.101 node2:192.168.1.102; do
     ip link set l$i netns $ns; ip link set p$i netns lan
     in_ns lan ip link set p$i master br0 up
     in_ns $ns ip link set l$i name eth0
+    case $ns in  # the how-to's MACs, which its dhcpd.conf (and origin.toml) reserve
+    node1) in_ns $ns ip link set eth0 address 00:12:34:56:78:91 ;;
+    node2) in_ns $ns ip link set eth0 address 00:12:34:56:78:92 ;;
+    esac
     in_ns $ns ip addr add $addr/24 dev eth0
     in_ns $ns ip link set eth0 up
     [ $ns = head ] || in_ns $ns ip route add default via 192.168.1.254
@@ -178,6 +182,37 @@ seq6=""
 for i in 1 2 3 4 5 6; do seq6="$seq6 $(get)"; done
 echo "six requests:$seq6"
 check "requests alternate again once node2 is back" alternates
+
+# --- the rest of the origin scenario: DHCP, masquerade, a closed port -------
+# node1 gives up its address and asks the running daemon for its reservation.
+in_ns node1 ip addr flush dev eth0
+out=$(in_ns node1 udhcpc -i eth0 -n -q -t 5 -T 1 -s /test/udhcpc.script 2>&1)
+echo "$out"
+check "node1 gets its reservation from headnode run" has "$out" 'lease of 192.168.1.101 obtained'
+check "node1's default route is the head node" has "$(in_ns node1 ip route show default)" 'via 192.168.1.254'
+check "headnode leases shows node1 bound" has "$(hn leases)" '192\.168\.1\.101 .*node1 +bound'
+# The net host has no route to the LAN: only masquerading gets an answer back.
+mkdir -p /srv/net/cgi-bin
+printf '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n' > /srv/net/cgi-bin/ip
+chmod +x /srv/net/cgi-bin/ip
+/sbin/ip netns exec net httpd -f -p 80 -h /srv/net &
+netweb=$!
+sleep 0.5
+src=$(printf 'GET /cgi-bin/ip HTTP/1.0\r\n\r\n' | in_ns node1 timeout 5 nc 203.0.113.1 80 | tail -1)
+src=${src#\[::ffff:} src=${src%]}  # httpd listens on IPv6 and shows v4 peers mapped
+check "node1 reaches the net host masqueraded as $PUBLIC (it saw '$src')" [ "$src" = "$PUBLIC" ]
+kill $netweb; wait $netweb 2>/dev/null
+# Something listens on the head's tcp 22: the LAN may reach it (the shorewall
+# sample's SSH from loc), the internet may not.
+/sbin/ip netns exec head nc -ll -p 22 -e echo hello &
+sshd=$!
+sleep 0.3
+r=$(echo | in_ns node2 timeout 3 nc 192.168.1.254 22)
+check "tcp 22 on the head answers the LAN" [ "$r" = hello ]
+r=$(echo | in_ns net timeout 3 nc $PUBLIC 22)
+check "tcp 22 on the public address is closed to the internet" [ -z "$r" ]
+kill $sshd; wait $sshd 2>/dev/null
+
 kill $daemon; wait $daemon 2>/dev/null
 grep -E 'health|ipvs' /run/daemon.log
 check "the daemon logged the state changes" grep -q 'health: down' /run/daemon.log

@@ -89,7 +89,7 @@ done
 busybox depmod -b "$root" "$kver"
 [[ -s $dst/modules.dep && -s $dst/modules.alias ]] || { echo "vm: depmod made no index" >&2; exit 2; }
 cp tests/vm/init "$root/init"
-cp tests/vm/origin.sh tests/bench/ipvs.sh "$root/test/"
+cp tests/vm/origin.sh tests/bench/ipvs.sh tests/udhcpc.script "$root/test/"
 cp fixtures/origin/headnode.toml "$root/test/origin.toml"
 chmod +x "$root/init" "$root"/test/*.sh
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$root.cpio.gz"
