@@ -119,6 +119,17 @@ impl Lab {
         pid
     }
 
+    /// `headnode status --json`, parsed.
+    fn status(&self) -> serde_json::Value {
+        let st = self.headnode(&["status", "--json"]);
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        serde_json::from_slice(&st.stdout).expect("status JSON")
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
@@ -215,13 +226,7 @@ address = "192.168.1.101"
     // A real client gets its reservation, and status shows it.
     let out = udhcpc(&lab.nodes[0]);
     assert!(out.contains("lease of 192.168.1.101 obtained"), "{out}");
-    let st = lab.headnode(&["status", "--json"]);
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status JSON");
+    let v = lab.status();
     assert_eq!(v["daemon"]["running"], true);
     assert_eq!(v["firewall"]["state"], "in sync");
     let lease = v["leases"]
@@ -312,13 +317,7 @@ address = "192.168.1.101"
     assert!(lab.log().contains("firewall stays in place"));
 
     // Without the daemon, status reads the kernel: no daemon, rules still counted.
-    let st = lab.headnode(&["status", "--json"]);
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status JSON");
+    let v = lab.status();
     assert_eq!(v["daemon"]["running"], false);
     let rules = v["firewall"]["rules"]
         .as_array()

@@ -3,7 +3,6 @@
 
 use super::InvalidInput;
 use crate::cli::ApplyArgs;
-use crate::config::Config;
 use crate::config::model::Backend;
 use crate::firewall::guard::{self, SshConnection};
 use crate::firewall::{nft::Nft, rollback};
@@ -13,22 +12,6 @@ use anyhow::Context;
 use nftables::schema::Nftables;
 use std::path::Path;
 use std::process::{Command, Stdio};
-
-/// Load the config and fill in the public address when it says `"auto"`.
-pub fn load_resolved(path: &Path) -> anyhow::Result<Config> {
-    let mut cfg = super::load_config(path)?;
-    if cfg.public.address.is_none() {
-        let name = cfg.public.name.clone();
-        let a = crate::netinfo::ipv4_of(&name).ok_or_else(|| {
-            anyhow::anyhow!(
-                "interfaces.public.address is \"auto\" but {name} has no IPv4 address; \
-                 configure the interface or write the address in the config"
-            )
-        })?;
-        cfg.resolve_public(a);
-    }
-    Ok(cfg)
-}
 
 pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
     let confirm = match &args.confirm {
@@ -43,7 +26,7 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let cfg = load_resolved(path)?;
+    let cfg = super::load_resolved(path)?;
     let nft = Nft::from_env();
     let sysctls = Sysctls::default();
     {

@@ -50,6 +50,22 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Ok(config::load(path)?)
 }
 
+/// Load the config and fill in the public address when it says `"auto"`.
+pub fn load_resolved(path: &Path) -> anyhow::Result<Config> {
+    let mut cfg = load_config(path)?;
+    if cfg.public.address.is_none() {
+        let name = cfg.public.name.clone();
+        let a = crate::netinfo::ipv4_of(&name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "interfaces.public.address is \"auto\" but {name} has no IPv4 address; \
+                 configure the interface or write the address in the config"
+            )
+        })?;
+        cfg.resolve_public(a);
+    }
+    Ok(cfg)
+}
+
 /// How an error is shown: config diagnostics as they are (they already name
 /// file, line and field), anything else with its full cause chain.
 pub fn render_error(e: &anyhow::Error) -> String {

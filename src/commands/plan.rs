@@ -6,7 +6,7 @@ use crate::sysctl::Sysctls;
 use std::path::Path;
 
 pub fn run(path: &Path, args: &PlanArgs) -> anyhow::Result<()> {
-    let cfg = super::apply::load_resolved(path)?;
+    let cfg = super::load_resolved(path)?;
     let plan = crate::plan::build(
         &cfg,
         &Nft::from_env(),

@@ -13,7 +13,7 @@ use std::process::Command;
 
 pub fn run(path: &Path, args: &JsonArgs) -> anyhow::Result<()> {
     let daemon = control::ask(&paths::control_socket(), Request::Status)?;
-    let cfg = crate::daemon::load(path);
+    let cfg = super::load_resolved(path);
     let mut status = json!({});
     status["daemon"] = daemon.as_ref().map_or(json!({ "running": false }), |d| {
         let mut v = d["daemon"].clone();

@@ -11,11 +11,11 @@ pub mod control;
 pub mod notify;
 mod running;
 
-use crate::config::{self, Config};
+use crate::config;
 use crate::paths;
 use control::Request;
 use running::Running;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -41,7 +41,7 @@ struct ControlMsg {
 }
 
 pub async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let cfg = Arc::new(load(&path)?);
+    let cfg = Arc::new(crate::commands::load_resolved(&path)?);
     let started = Instant::now();
     // Bind the control socket first: a second daemon stops here, before it
     // touches the firewall the first one manages.
@@ -92,22 +92,6 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(paths::control_socket());
     tracing::info!("stopped; the firewall stays in place (`headnode clear` removes it)");
     Ok(())
-}
-
-/// Load, validate, and fill in the public address when it is `"auto"`.
-pub fn load(path: &Path) -> anyhow::Result<Config> {
-    let mut cfg = config::load(path)?;
-    if cfg.public.address.is_none() {
-        let name = cfg.public.name.clone();
-        let a = crate::netinfo::ipv4_of(&name).ok_or_else(|| {
-            anyhow::anyhow!(
-                "interfaces.public.address is \"auto\" but {name} has no IPv4 address; \
-                 configure the interface or write the address in the config"
-            )
-        })?;
-        cfg.resolve_public(a);
-    }
-    Ok(cfg)
 }
 
 fn bind_control() -> anyhow::Result<UnixListener> {

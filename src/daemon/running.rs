@@ -1,8 +1,8 @@
 //! The subsystems of a running daemon and what it does on each event:
 //! start, timer (drift repair), health change, reload, status, stop.
 
-use super::load;
 use crate::balancer;
+use crate::commands::load_resolved as load;
 use crate::config::Config;
 use crate::config::model::{Backend, VirtualService};
 use crate::dhcp::{self, DhcpError};
