@@ -488,11 +488,12 @@ fn first_nexthop(b: &[u8]) -> Option<(u32, Option<Ipv4Addr>)> {
     Some((ifindex, gateway))
 }
 
+/// Links and addresses for unit tests here and in `commands::init`.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use super::{Address, Link};
 
-    fn link(index: u32, name: &str, up: bool) -> Link {
+    pub(crate) fn link(index: u32, name: &str, up: bool) -> Link {
         Link {
             index,
             name: name.into(),
@@ -503,7 +504,7 @@ mod tests {
         }
     }
 
-    fn addr(index: u32, net: &str, secondary: bool) -> Address {
+    pub(crate) fn addr(index: u32, net: &str, secondary: bool) -> Address {
         Address {
             index,
             net: net.parse().unwrap(),
@@ -511,6 +512,12 @@ mod tests {
             dynamic: false,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{addr, link};
+    use super::*;
 
     #[test]
     fn primary_address_comes_before_secondary() {

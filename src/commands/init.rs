@@ -604,27 +604,8 @@ fn write_config(path: &Path, text: &str, force: bool) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netinfo::{Address, DefaultRoute};
-
-    fn link(index: u32, name: &str, up: bool) -> Link {
-        Link {
-            index,
-            name: name.into(),
-            up,
-            carrier: up,
-            loopback: name == "lo",
-            mac: None,
-        }
-    }
-
-    fn addr(index: u32, net: &str) -> Address {
-        Address {
-            index,
-            net: net.parse().unwrap(),
-            secondary: false,
-            dynamic: false,
-        }
-    }
+    use crate::netinfo::DefaultRoute;
+    use crate::netinfo::fixtures::{addr, link};
 
     /// lo, eth1 public with the default route, eth0 on 192.168.1.254/24.
     fn origin_box() -> Snapshot {
@@ -635,9 +616,9 @@ mod tests {
                 link(3, "eth1", true),
             ],
             addrs: vec![
-                addr(1, "127.0.0.1/8"),
-                addr(2, "192.168.1.254/24"),
-                addr(3, "203.0.113.210/24"),
+                addr(1, "127.0.0.1/8", false),
+                addr(2, "192.168.1.254/24", false),
+                addr(3, "203.0.113.210/24", false),
             ],
             default_route: Some(DefaultRoute {
                 gateway: Some(Ipv4Addr::new(203, 0, 113, 253)),
@@ -682,7 +663,7 @@ mod tests {
             "192.168.9.2/30",
         ] {
             let mut snap = origin_box();
-            snap.addrs[1] = addr(2, lan);
+            snap.addrs[1] = addr(2, lan, false);
             let p = plan(&snap, None, None, None, vec![Ipv4Addr::new(192, 0, 2, 53)]).unwrap();
             let text = uncomment_examples(&render(&p));
             let cfg = crate::config::parse(&text, Path::new("t.toml"))
@@ -741,7 +722,7 @@ mod tests {
     fn several_candidates_ask_for_private() {
         let mut snap = origin_box();
         snap.links.push(link(4, "eth2", true));
-        snap.addrs.push(addr(4, "10.1.0.1/16"));
+        snap.addrs.push(addr(4, "10.1.0.1/16", false));
         let e = plan(&snap, None, None, None, vec![]).unwrap_err().0;
         assert!(
             e.contains("eth0 (192.168.1.254/24), eth2 (10.1.0.1/16)"),
@@ -758,7 +739,7 @@ mod tests {
         snap.links[1].up = false;
         assert!(plan(&snap, None, None, None, vec![]).is_err());
         let mut snap = origin_box();
-        snap.addrs[1] = addr(2, "198.51.100.1/24");
+        snap.addrs[1] = addr(2, "198.51.100.1/24", false);
         assert!(plan(&snap, None, None, None, vec![]).is_err());
         // ...but the flag takes any interface with an address.
         assert!(plan(&snap, None, Some("eth0"), None, vec![]).is_ok());
