@@ -491,7 +491,30 @@ fn first_nexthop(b: &[u8]) -> Option<(u32, Option<Ipv4Addr>)> {
 /// Links and addresses for unit tests here and in `commands::init`.
 #[cfg(test)]
 pub(crate) mod fixtures {
-    use super::{Address, Link};
+    use super::{Address, DefaultRoute, Link, Snapshot};
+    use std::net::Ipv4Addr;
+
+    /// The origin box: lo, eth1 public with the default route via
+    /// 203.0.113.253, eth0 on 192.168.1.254/24.
+    pub(crate) fn origin_box() -> Snapshot {
+        Snapshot {
+            links: vec![
+                link(1, "lo", true),
+                link(2, "eth0", true),
+                link(3, "eth1", true),
+            ],
+            addrs: vec![
+                addr(1, "127.0.0.1/8", false),
+                addr(2, "192.168.1.254/24", false),
+                addr(3, "203.0.113.210/24", false),
+            ],
+            default_route: Some(DefaultRoute {
+                gateway: Some(Ipv4Addr::new(203, 0, 113, 253)),
+                oif: 3,
+                metric: 0,
+            }),
+        }
+    }
 
     pub(crate) fn link(index: u32, name: &str, up: bool) -> Link {
         Link {
@@ -516,7 +539,7 @@ pub(crate) mod fixtures {
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{addr, link};
+    use super::fixtures::{addr, link, origin_box};
     use super::*;
 
     #[test]
@@ -594,30 +617,10 @@ mod tests {
         crate::config::load(std::path::Path::new(path)).unwrap()
     }
 
-    /// The origin box as the config describes it.
-    fn origin_snapshot() -> Snapshot {
-        Snapshot {
-            links: vec![
-                link(1, "lo", true),
-                link(2, "eth0", true),
-                link(3, "eth1", true),
-            ],
-            addrs: vec![
-                addr(2, "192.168.1.254/24", false),
-                addr(3, "203.0.113.210/24", false),
-            ],
-            default_route: Some(DefaultRoute {
-                gateway: Some(Ipv4Addr::new(203, 0, 113, 253)),
-                oif: 3,
-                metric: 0,
-            }),
-        }
-    }
-
     #[test]
     fn no_problems_when_the_box_matches_the_config() {
         assert_eq!(
-            problems(&origin_config(), &origin_snapshot()),
+            problems(&origin_config(), &origin_box()),
             Vec::<String>::new()
         );
     }
@@ -625,9 +628,9 @@ mod tests {
     #[test]
     fn problems_name_interface_and_difference() {
         let cfg = origin_config();
-        let mut snap = origin_snapshot();
+        let mut snap = origin_box();
         snap.links[1].carrier = false;
-        snap.addrs[0] = addr(2, "10.0.0.1/24", false);
+        snap.addrs[1] = addr(2, "10.0.0.1/24", false); // eth0 (lo is [0])
         snap.links.retain(|l| l.name != "eth1");
         snap.default_route = Some(DefaultRoute {
             gateway: Some(Ipv4Addr::new(10, 0, 0, 254)),
@@ -643,7 +646,7 @@ mod tests {
                 "the default route leaves through the private interface eth0 (via 10.0.0.254)",
             ]
         );
-        let mut snap = origin_snapshot();
+        let mut snap = origin_box();
         snap.default_route = snap.default_route.map(|mut r| {
             r.gateway = Some(Ipv4Addr::new(203, 0, 113, 1));
             r

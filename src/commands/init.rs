@@ -604,29 +604,7 @@ fn write_config(path: &Path, text: &str, force: bool) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netinfo::DefaultRoute;
-    use crate::netinfo::fixtures::{addr, link};
-
-    /// lo, eth1 public with the default route, eth0 on 192.168.1.254/24.
-    fn origin_box() -> Snapshot {
-        Snapshot {
-            links: vec![
-                link(1, "lo", true),
-                link(2, "eth0", true),
-                link(3, "eth1", true),
-            ],
-            addrs: vec![
-                addr(1, "127.0.0.1/8", false),
-                addr(2, "192.168.1.254/24", false),
-                addr(3, "203.0.113.210/24", false),
-            ],
-            default_route: Some(DefaultRoute {
-                gateway: Some(Ipv4Addr::new(203, 0, 113, 253)),
-                oif: 3,
-                metric: 0,
-            }),
-        }
-    }
+    use crate::netinfo::fixtures::{addr, link, origin_box};
 
     fn uncomment_examples(text: &str) -> String {
         text.lines()
