@@ -169,7 +169,7 @@ fn behaviour(c: &Config) -> Behaviour {
     let mut hosts: Vec<_> = c
         .hosts
         .iter()
-        .map(|h| (h.name.clone(), h.mac.to_string(), h.address))
+        .map(|h| (h.name.to_string(), h.mac.to_string(), h.address))
         .collect();
     hosts.sort();
     Behaviour {

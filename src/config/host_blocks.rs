@@ -22,9 +22,20 @@ pub(super) const MIN_HOSTS: usize = 500;
 
 /// One `[[host]]` section: the span of its `[[host]]` header (the span the
 /// whole-file parse gives the table) and its body, up to the next header.
+/// Offsets are u32 (16 bytes a section, not 32): `split` declines files
+/// of 4 GiB and more.
 struct Section {
-    header: Range<usize>,
-    body: Range<usize>,
+    header: Range<u32>,
+    body: Range<u32>,
+}
+
+impl Section {
+    fn header(&self) -> Range<usize> {
+        self.header.start as usize..self.header.end as usize
+    }
+    fn body(&self) -> Range<usize> {
+        self.body.start as usize..self.body.end as usize
+    }
 }
 
 /// The file's host sections, parsed one at a time on demand.
@@ -38,8 +49,8 @@ impl Sections<'_> {
     /// for a section that does not parse on its own.
     pub(super) fn hosts(&self) -> impl ExactSizeIterator<Item = Option<S<RawHost>>> + '_ {
         self.sections.iter().map(|s| {
-            let raw: RawHost = toml::from_str(&self.text[s.body.clone()]).ok()?;
-            Some(Spanned::new(s.header.clone(), shift(raw, s.body.start)))
+            let raw: RawHost = toml::from_str(&self.text[s.body()]).ok()?;
+            Some(Spanned::new(s.header(), shift(raw, s.body().start)))
         })
     }
 }
@@ -48,7 +59,7 @@ impl Sections<'_> {
 /// `None` when the file has fewer than `min_hosts` of them or anything looks
 /// unusual.
 pub(super) fn split(text: &str, min_hosts: usize) -> Option<(RawConfig, Sections<'_>)> {
-    if text.contains("\"\"\"") || text.contains("'''") {
+    if text.contains("\"\"\"") || text.contains("'''") || u32::try_from(text.len()).is_err() {
         return None;
     }
     let sections = host_sections(text)?;
@@ -88,14 +99,14 @@ fn host_sections(text: &str) -> Option<Vec<Section>> {
             return None;
         }
         if in_host && let Some(last) = sections.last_mut() {
-            last.body.end = line_start;
+            last.body.end = line_start as u32;
         }
         in_host = name == "host";
         if in_host {
             let open = line_start + (line.len() - trimmed.len());
             sections.push(Section {
-                header: open..open + len,
-                body: line_start + line.len()..text.len(),
+                header: open as u32..(open + len) as u32,
+                body: (line_start + line.len()) as u32..text.len() as u32,
             });
         }
     }
@@ -126,14 +137,23 @@ fn header(line: &str) -> Option<(&str, bool, usize)> {
 /// The text with every host section turned into blanks. A run of adjacent
 /// sections becomes one run of spaces ending in its last newline, so the
 /// parser sees one blank line instead of thousands of lines of whitespace.
+/// The sections that end the file are cut off instead: nothing after them
+/// needs its offsets kept, and the parser copies its input, so a file of
+/// settings then 50,000 hosts costs a few hundred bytes here, not megabytes.
 fn blank(text: &str, sections: &[Section]) -> String {
-    let mut bytes = text.as_bytes().to_vec();
-    for s in sections {
-        // From the header line's start (the end of the previous line).
-        let from = text[..s.header.start].rfind('\n').map_or(0, |i| i + 1);
-        bytes[from..s.body.end].fill(b' ');
-        if s.body.end > from && text.as_bytes()[s.body.end - 1] == b'\n' {
-            bytes[s.body.end - 1] = b'\n';
+    let line_start = |s: &Section| text[..s.header().start].rfind('\n').map_or(0, |i| i + 1);
+    let mut end = text.len();
+    let mut inside = sections.len();
+    while inside > 0 && sections[inside - 1].body().end == end {
+        inside -= 1;
+        end = line_start(&sections[inside]);
+    }
+    let mut bytes = text.as_bytes()[..end].to_vec();
+    for s in &sections[..inside] {
+        let (from, to) = (line_start(s), s.body().end);
+        bytes[from..to].fill(b' ');
+        if to > from && text.as_bytes()[to - 1] == b'\n' {
+            bytes[to - 1] = b'\n';
         }
     }
     // Whole lines were replaced by ASCII, so the text is still UTF-8.

@@ -114,17 +114,27 @@ impl Serialize for Mac {
 }
 
 /// A `[[host]]` reservation: fixed address by MAC, and a name usable everywhere.
+/// Kept small (40 bytes): a file may hold 50,000 of them, and few set any
+/// per-host DHCP setting, so those live behind one optional box.
 #[derive(Debug, Clone, Serialize)]
 pub struct Host {
-    pub name: String,
+    pub name: Box<str>,
     pub mac: Mac,
     pub address: Ipv4Addr,
+    /// Line of the `[[host]]` header.
+    pub line: u32,
+    #[serde(flatten)]
+    pub dhcp: Option<Box<HostDhcp>>,
+}
+
+/// Per-host DHCP settings that win over `[dhcp]`'s.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostDhcp {
     pub lease_time: Option<Duration>,
     pub next_server: Option<Ipv4Addr>,
     pub filename: Option<String>,
     pub dns_servers: Option<Vec<Ipv4Addr>>,
     pub domain_name: Option<String>,
-    pub line: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -415,7 +425,7 @@ impl Config {
         self.private.address.trunc()
     }
     pub fn host(&self, name: &str) -> Option<&Host> {
-        self.hosts.iter().find(|h| h.name == name)
+        self.hosts.iter().find(|h| &*h.name == name)
     }
 
     /// Fill in the public address read from the interface when the config

@@ -258,8 +258,8 @@ impl Ctx<'_> {
     ) {
         let t = self.t;
         let req = self.req;
-        let siaddr = host.and_then(|h| h.siaddr).unwrap_or(t.siaddr);
-        let file = host.and_then(|h| h.file.as_deref()).or(t.file.as_deref());
+        let siaddr = host.and_then(Reservation::siaddr).unwrap_or(t.siaddr);
+        let file = host.and_then(Reservation::file).or(t.file.as_deref());
         let mut w = Writer::new(self.buf, req, kind, ciaddr, yiaddr, siaddr, file);
         w.put_ip(54, t.server_ip);
         if lease {
@@ -277,8 +277,8 @@ impl Ctx<'_> {
         }
         if let Some(h) = host {
             w.put(HOSTNAME, h.name.as_bytes());
-            for code in h.options.codes() {
-                if let Some(v) = h.options.get(code) {
+            for code in h.options().codes() {
+                if let Some(v) = h.options().get(code) {
                     w.put(code, v);
                 }
             }

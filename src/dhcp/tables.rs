@@ -3,7 +3,7 @@
 //! then only copy bytes, whatever the number of reservations.
 
 use crate::config::Config;
-use crate::config::model::{Host, Mac, Pool};
+use crate::config::model::{Host, HostDhcp, Mac, Pool};
 use ipnet::Ipv4Net;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -37,19 +37,26 @@ impl OptionSet {
     }
 }
 
-/// One `[[host]]`, ready to answer.
+/// One `[[host]]`, ready to answer. 32 bytes, so 50,000 of them fit in a
+/// couple of megabytes: the per-host settings few reservations have are boxed.
 #[derive(Debug, Clone)]
 pub struct Reservation {
     pub name: Box<str>,
     pub address: Ipv4Addr,
-    pub lease_time: Option<u32>,
-    /// Per-host values (DNS, domain, PXE) that win over the globals; the
-    /// host name (option 12) is `name`. Usually empty: no allocation.
-    pub options: OptionSet,
-    pub siaddr: Option<Ipv4Addr>,
-    pub file: Option<Box<[u8]>>,
-    pub line: usize,
+    own: Option<Box<HostWire>>,
 }
+
+/// A reservation's own settings, in wire form.
+#[derive(Debug, Clone, Default)]
+struct HostWire {
+    lease_time: Option<u32>,
+    /// DNS, domain, PXE; the host name (option 12) is `Reservation::name`.
+    options: OptionSet,
+    siaddr: Option<Ipv4Addr>,
+    file: Option<Box<[u8]>>,
+}
+
+static NO_OPTIONS: OptionSet = OptionSet { values: Vec::new() };
 
 #[derive(Debug, Clone)]
 pub struct Tables {
@@ -143,14 +150,16 @@ impl Tables {
     pub fn option<'a>(&'a self, host: Option<&'a Reservation>, code: u8) -> Option<&'a [u8]> {
         match host {
             Some(h) if code == HOSTNAME => Some(h.name.as_bytes()),
-            Some(h) => h.options.get(code).or_else(|| self.options.get(code)),
+            Some(h) => h.options().get(code).or_else(|| self.options.get(code)),
             None => self.options.get(code),
         }
     }
 
     /// Lease time for a client that asked for `asked` seconds (option 51).
     pub fn lease_for(&self, host: Option<&Reservation>, asked: Option<u32>) -> u32 {
-        let default = host.and_then(|h| h.lease_time).unwrap_or(self.lease_time);
+        let default = host
+            .and_then(Reservation::lease_time)
+            .unwrap_or(self.lease_time);
         match asked {
             // Below a minute clients renew in a storm; above the cap is not ours to give.
             Some(a) => a.clamp(60.min(default), self.max_lease_time.max(default)),
@@ -168,6 +177,29 @@ impl Tables {
 
 impl Reservation {
     fn new(h: &Host) -> Reservation {
+        Reservation {
+            name: h.name.clone(),
+            address: h.address,
+            own: h.dhcp.as_deref().map(|d| Box::new(HostWire::new(d))),
+        }
+    }
+    pub fn lease_time(&self) -> Option<u32> {
+        self.own.as_ref().and_then(|o| o.lease_time)
+    }
+    /// Per-host option values that win over the globals.
+    pub fn options(&self) -> &OptionSet {
+        self.own.as_ref().map_or(&NO_OPTIONS, |o| &o.options)
+    }
+    pub fn siaddr(&self) -> Option<Ipv4Addr> {
+        self.own.as_ref().and_then(|o| o.siaddr)
+    }
+    pub fn file(&self) -> Option<&[u8]> {
+        self.own.as_ref().and_then(|o| o.file.as_deref())
+    }
+}
+
+impl HostWire {
+    fn new(h: &HostDhcp) -> HostWire {
         let mut options = OptionSet::default();
         if let Some(dns) = &h.dns_servers {
             options.set(6, addrs(dns));
@@ -181,14 +213,11 @@ impl Reservation {
         if let Some(f) = &h.filename {
             options.set(67, f.as_bytes().to_vec());
         }
-        Reservation {
-            name: h.name.as_str().into(),
-            address: h.address,
+        HostWire {
             lease_time: h.lease_time.map(secs),
             options,
             siaddr: h.next_server,
             file: h.filename.as_ref().map(|f| f.as_bytes().into()),
-            line: h.line,
         }
     }
 }
