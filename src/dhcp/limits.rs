@@ -6,8 +6,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Most MACs tracked by a limiter before old entries are forgotten.
-const MAX_TRACKED: usize = 65_536;
+/// Most MACs tracked by a limiter before old entries are forgotten: 7/8 of
+/// 65,536, the most a table of 65,536 slots holds before it doubles.
+const MAX_TRACKED: usize = 57_344;
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
@@ -59,6 +60,9 @@ counters! {
     declines,
     /// Pool ACKs not sent because the lease could not be written.
     not_durable,
+    /// Pool ACKs dropped because the lease writer was `MAX_HELD` behind
+    /// (a stalled disk under a flood); the clients retry.
+    dropped_writer_behind,
     lease_writes,
     lease_syncs,
     send_errors,
@@ -75,16 +79,24 @@ impl Counters {
 pub struct RateLimit {
     rate: u32,
     burst: u32,
-    /// MAC → (tokens in thousandths, last refill in ms).
-    buckets: HashMap<Mac, (u64, u64)>,
+    /// MAC → (tokens in thousandths, last refill in ms mod 2^32): 16 bytes
+    /// a slot, 1 MB for a full table. The clock may wrap because no bucket
+    /// is kept idle for more than a sweep period.
+    buckets: HashMap<Mac, (u32, u32)>,
+    /// When idle buckets were last forgotten (ms).
+    swept: u64,
 }
+
+/// How often buckets idle long enough to be full again are forgotten.
+const SWEEP_MS: u64 = 60_000;
 
 impl RateLimit {
     pub fn new(rate: u32, burst: u32) -> RateLimit {
         RateLimit {
             rate,
-            burst,
+            burst: burst.min(u32::MAX / 1000),
             buckets: HashMap::new(),
+            swept: 0,
         }
     }
 
@@ -93,20 +105,23 @@ impl RateLimit {
         if self.rate == 0 {
             return true;
         }
-        if self.buckets.len() >= MAX_TRACKED && !self.buckets.contains_key(&mac) {
-            // Forget buckets idle long enough to be full again anyway.
+        let now = now_ms as u32;
+        let full = self.buckets.len() >= MAX_TRACKED && !self.buckets.contains_key(&mac);
+        if full || now_ms.saturating_sub(self.swept) >= SWEEP_MS {
+            self.swept = now_ms;
+            // A bucket idle this long is full again: forgetting it changes nothing.
             let full_after = u64::from(self.burst) * 1000 / u64::from(self.rate) + 1;
             self.buckets
-                .retain(|_, (_, last)| now_ms.saturating_sub(*last) < full_after);
+                .retain(|_, (_, last)| u64::from(now.wrapping_sub(*last)) < full_after);
             if self.buckets.len() >= MAX_TRACKED {
                 self.buckets.clear();
             }
         }
-        let cap = u64::from(self.burst) * 1000;
-        let (tokens, last) = self.buckets.entry(mac).or_insert((cap, now_ms));
-        let refill = now_ms.saturating_sub(*last) * u64::from(self.rate);
-        *tokens = (*tokens + refill).min(cap);
-        *last = now_ms;
+        let cap = self.burst * 1000;
+        let (tokens, last) = self.buckets.entry(mac).or_insert((cap, now));
+        let refill = u64::from(now.wrapping_sub(*last)) * u64::from(self.rate);
+        *tokens = (u64::from(*tokens) + refill).min(u64::from(cap)) as u32;
+        *last = now;
         if *tokens >= 1000 {
             *tokens -= 1000;
             true
@@ -164,6 +179,34 @@ mod tests {
         assert!(rl.allow(B, 1000), "B has its own bucket");
         assert!(!rl.allow(A, 1050), "half a token is not enough");
         assert!(rl.allow(A, 1100), "one token after 100 ms at 10/s");
+    }
+
+    #[test]
+    fn idle_buckets_are_forgotten_and_refill() {
+        let mut rl = RateLimit::new(10, 20);
+        let passed = (0..30).filter(|_| rl.allow(A, 1000)).count();
+        assert_eq!(passed, 20);
+        assert!(rl.allow(B, 1000 + SWEEP_MS), "the sweep runs");
+        assert_eq!(
+            rl.buckets.len(),
+            1,
+            "A was idle long enough to be full: forgotten"
+        );
+        let passed = (0..30).filter(|_| rl.allow(A, 1000 + SWEEP_MS)).count();
+        assert_eq!(passed, 20, "A starts full again");
+    }
+
+    #[test]
+    fn the_millisecond_clock_may_wrap() {
+        let mut rl = RateLimit::new(10, 20);
+        let t = u64::from(u32::MAX) - 50;
+        rl.swept = t;
+        assert_eq!((0..30).filter(|_| rl.allow(A, t)).count(), 20);
+        assert!(!rl.allow(A, t + 50), "half a token is not enough");
+        assert!(
+            rl.allow(A, t + 100),
+            "one token 100 ms later, across the wrap"
+        );
     }
 
     #[test]

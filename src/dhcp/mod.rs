@@ -31,10 +31,11 @@ use leases::{LeaseDb, Record, State};
 use limits::{Counters, CountersView, LogGate, RateLimit};
 use responder::{Outcome, Quiet};
 use serde::Serialize;
+use socket::Outbox;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -50,6 +51,11 @@ const BURST: u32 = 500;
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Write lazy records at once when this many have piled up.
 const LAZY_RECORDS: usize = 1024;
+/// Most pool ACKs waiting for the lease writer. A disk that stalls (one
+/// fdatasync on a shared disk has taken 0.4 s) must not grow memory without
+/// bound under a flood; past this, ACKs are dropped and counted, and the
+/// clients retry, as they would for a lost packet.
+const MAX_HELD: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DhcpError {
@@ -169,7 +175,7 @@ struct Core {
 #[derive(Default)]
 struct Job {
     records: Vec<Record>,
-    held: Vec<(SocketAddrV4, Vec<u8>)>,
+    held: Outbox,
 }
 
 /// A running DHCP server.
@@ -227,9 +233,11 @@ impl Server {
         let (job_tx, job_rx) = std_mpsc::channel::<Job>();
         let wc = counters.clone();
         let wsock = sock.try_clone()?;
+        let held = Arc::new(AtomicUsize::new(0));
+        let wheld = held.clone();
         let writer = std::thread::Builder::new()
             .name("dhcp-leases".into())
-            .spawn(move || writer(file, job_rx, wsock, wc))?;
+            .spawn(move || writer(file, job_rx, wsock, wc, wheld))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (done_tx, done) = tokio::sync::oneshot::channel();
         let lp = Loop {
@@ -241,8 +249,8 @@ impl Server {
             exhausted_log: LogGate::new(60),
             started: Instant::now(),
             out: Vec::with_capacity(1500),
-            now_out: Vec::with_capacity(socket::BATCH),
-            spare: Vec::new(),
+            now_out: Outbox::default(),
+            held,
         };
         let st = stop.clone();
         let thread = std::thread::Builder::new()
@@ -357,9 +365,9 @@ struct Loop {
     /// The reply being written.
     out: Vec<u8>,
     /// Replies to send at the end of this batch.
-    now_out: Vec<(SocketAddrV4, Vec<u8>)>,
-    /// Reply buffers to reuse.
-    spare: Vec<Vec<u8>>,
+    now_out: Outbox,
+    /// Replies handed to the lease writer and not sent yet.
+    held: Arc<AtomicUsize>,
 }
 
 fn serve(
@@ -394,10 +402,11 @@ fn serve(
             || stopping;
         if due {
             last_flush = Instant::now();
-            if !(pending.records.is_empty() && pending.held.is_empty())
-                && jobs.send(std::mem::take(&mut pending)).is_err()
-            {
-                return Err(io::Error::other("the lease writer thread stopped").into());
+            if !(pending.records.is_empty() && pending.held.is_empty()) {
+                lp.held.fetch_add(pending.held.len(), Ordering::Relaxed);
+                if jobs.send(std::mem::take(&mut pending)).is_err() {
+                    return Err(io::Error::other("the lease writer thread stopped").into());
+                }
             }
         }
         if stopping {
@@ -446,16 +455,18 @@ impl Loop {
                     T::Nak => &c.naks,
                     _ => &c.acks,
                 });
+                // The record is kept even when its ACK is dropped below:
+                // the binding is already made, and the retry finds it.
                 if let Some(r) = record {
                     job.records.push(r);
                 }
                 let to = socket::destination(sock, &self.iface, target);
-                let fresh = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(1500));
-                let reply = std::mem::replace(&mut self.out, fresh);
-                if wait {
-                    job.held.push((to, reply));
+                if !wait {
+                    self.now_out.push(to, &self.out);
+                } else if self.held.load(Ordering::Relaxed) + job.held.len() < MAX_HELD {
+                    job.held.push(to, &self.out);
                 } else {
-                    self.now_out.push((to, reply));
+                    Counters::bump(&c.dropped_writer_behind);
                 }
             }
             Outcome::Quiet { why, record } => {
@@ -487,20 +498,17 @@ impl Loop {
         }
     }
 
-    /// Send this batch's replies and keep their buffers.
+    /// Send this batch's replies.
     fn send_now(&mut self, sock: &UdpSocket) {
         if self.now_out.is_empty() {
             return;
         }
-        let msgs: Vec<(SocketAddrV4, &[u8])> =
-            self.now_out.iter().map(|(to, b)| (*to, &b[..])).collect();
-        let failed = socket::send_many(sock, &msgs);
+        let failed = self.now_out.send(sock);
         if failed > 0 {
             self.counters
                 .send_errors
                 .fetch_add(failed as u64, Ordering::Relaxed);
         }
-        self.spare.extend(self.now_out.drain(..).map(|(_, b)| b));
     }
 }
 
@@ -511,17 +519,21 @@ fn writer(
     jobs: std_mpsc::Receiver<Job>,
     sock: UdpSocket,
     counters: Arc<Counters>,
+    held_count: Arc<AtomicUsize>,
 ) {
     let mut text = String::new();
     let mut last_error = None::<Instant>;
     while let Ok(first) = jobs.recv() {
-        let mut records = first.records;
-        let mut held = first.held;
-        while let Ok(more) = jobs.try_recv() {
-            records.extend(more.records);
-            held.extend(more.held);
+        let Job {
+            mut records,
+            mut held,
+        } = first;
+        while let Ok(mut more) = jobs.try_recv() {
+            records.append(&mut more.records);
+            held.append(&mut more.held);
         }
         let sync = !held.is_empty();
+        let waiting = held.len();
         match file.append(&records, sync, &mut text) {
             Ok(()) => {
                 counters
@@ -530,9 +542,7 @@ fn writer(
                 if sync {
                     Counters::bump(&counters.lease_syncs);
                 }
-                let msgs: Vec<(SocketAddrV4, &[u8])> =
-                    held.iter().map(|(to, b)| (*to, &b[..])).collect();
-                let failed = socket::send_many(&sock, &msgs);
+                let failed = held.send(&sock);
                 counters
                     .send_errors
                     .fetch_add(failed as u64, Ordering::Relaxed);
@@ -540,7 +550,7 @@ fn writer(
             Err(e) => {
                 counters
                     .not_durable
-                    .fetch_add(held.len() as u64, Ordering::Relaxed);
+                    .fetch_add(waiting as u64, Ordering::Relaxed);
                 if last_error.is_none_or(|t| t.elapsed().as_secs() >= 60) {
                     error!(
                         "cannot write the lease file: {e}; pool clients get no ACK until it works again (logged once a minute)"
@@ -549,5 +559,92 @@ fn writer(
                 }
             }
         }
+        held_count.fetch_sub(waiting, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::request::tests::packet;
+    use dhcproto::v4::{DhcpOption, MessageType};
+    use std::path::Path;
+
+    const CONFIG: &str = r#"
+[interfaces.public]
+name = "eth1"
+address = "203.0.113.210/24"
+
+[interfaces.private]
+name = "eth0"
+address = "192.168.1.254/24"
+
+[dhcp.pool]
+start = "192.168.1.200"
+end = "192.168.1.200"
+"#;
+    const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 7];
+
+    /// A packet as a relay on our subnet forwards it, so the reply goes to
+    /// the relay's address and the test needs no neighbour entry.
+    fn relayed(kind: MessageType, opts: Vec<DhcpOption>) -> Vec<u8> {
+        let mut b = packet(kind, MAC, opts);
+        b[24..28].copy_from_slice(&[192, 168, 1, 1]);
+        b
+    }
+
+    #[test]
+    fn pool_acks_past_the_writer_backlog_are_dropped_and_counted() {
+        let cfg = crate::config::parse(CONFIG, Path::new("t.toml")).expect("valid");
+        let tables = Arc::new(Tables::new(&cfg));
+        let shared = Arc::new(Mutex::new(Core {
+            db: LeaseDb::new(tables.pool),
+            tables,
+        }));
+        let mut lp = Loop {
+            iface: "eth0".into(),
+            core: shared.clone(),
+            counters: Arc::new(Counters::default()),
+            rate: RateLimit::new(RATE, BURST),
+            unknown_log: LogGate::new(60),
+            exhausted_log: LogGate::new(60),
+            started: Instant::now(),
+            out: Vec::new(),
+            now_out: Outbox::default(),
+            held: Arc::new(AtomicUsize::new(MAX_HELD)),
+        };
+        let mut core = lock(&shared);
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut job = Job::default();
+        let now = 1_800_000_000;
+        lp.handle(
+            &relayed(MessageType::Discover, vec![]),
+            &mut core,
+            now,
+            &sock,
+            &mut job,
+        );
+        assert_eq!(lp.now_out.len(), 1, "the OFFER needs no sync");
+        let request = relayed(
+            MessageType::Request,
+            vec![
+                DhcpOption::RequestedIpAddress([192, 168, 1, 200].into()),
+                DhcpOption::ServerIdentifier([192, 168, 1, 254].into()),
+            ],
+        );
+        lp.handle(&request, &mut core, now, &sock, &mut job);
+        assert!(job.held.is_empty(), "the writer is MAX_HELD behind");
+        assert_eq!(lp.counters.snapshot().dropped_writer_behind, 1);
+        assert_eq!(
+            job.records.iter().map(|r| r.state).collect::<Vec<_>>(),
+            [State::Bound],
+            "the binding is still written"
+        );
+        lp.held.store(MAX_HELD - 1, Ordering::Relaxed);
+        lp.handle(&request, &mut core, now, &sock, &mut job);
+        assert_eq!(job.held.len(), 1, "the retry's ACK waits for the sync");
+        lp.handle(&request, &mut core, now, &sock, &mut job);
+        assert_eq!(job.held.len(), 1, "held in this batch counts too");
+        assert_eq!(lp.counters.snapshot().dropped_writer_behind, 2);
     }
 }

@@ -180,6 +180,58 @@ impl RecvBatch {
     }
 }
 
+/// Replies waiting to be sent, copied end to end into one buffer: no
+/// allocation per reply, and a reply held for the lease writer costs its
+/// length, not a 1,500-byte buffer.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    bytes: Vec<u8>,
+    /// Destination and end offset of each reply in `bytes`.
+    replies: Vec<(SocketAddrV4, usize)>,
+}
+
+impl Outbox {
+    pub fn push(&mut self, to: SocketAddrV4, reply: &[u8]) {
+        self.bytes.extend_from_slice(reply);
+        self.replies.push((to, self.bytes.len()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.replies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.replies.is_empty()
+    }
+
+    /// Move `other`'s replies to the end of this one.
+    pub fn append(&mut self, other: &mut Outbox) {
+        let base = self.bytes.len();
+        self.bytes.append(&mut other.bytes);
+        self.replies
+            .extend(other.replies.drain(..).map(|(to, end)| (to, base + end)));
+    }
+
+    /// Send everything and empty the box (keeping its memory); returns how
+    /// many could not be sent.
+    pub fn send(&mut self, sock: &UdpSocket) -> usize {
+        let mut start = 0;
+        let msgs: Vec<(SocketAddrV4, &[u8])> = self
+            .replies
+            .iter()
+            .map(|&(to, end)| {
+                let reply = &self.bytes[start..end];
+                start = end;
+                (to, reply)
+            })
+            .collect();
+        let failed = send_many(sock, &msgs);
+        self.bytes.clear();
+        self.replies.clear();
+        failed
+    }
+}
+
 /// Send datagrams with as few `sendmmsg` calls as the kernel allows.
 /// Returns how many could not be sent.
 pub fn send_many(sock: &UdpSocket, msgs: &[(SocketAddrV4, &[u8])]) -> usize {
@@ -229,6 +281,29 @@ pub fn send_many(sock: &UdpSocket, msgs: &[(SocketAddrV4, &[u8])]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outbox_keeps_each_reply_whole_across_append() {
+        let lo = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let std::net::SocketAddr::V4(at) = lo.local_addr().expect("addr") else {
+            unreachable!("bound to IPv4")
+        };
+        let mut a = Outbox::default();
+        a.push(at, b"one");
+        let mut b = Outbox::default();
+        b.push(at, b"two!");
+        b.push(at, b"3");
+        a.append(&mut b);
+        assert!(b.is_empty());
+        assert_eq!(a.len(), 3);
+        assert_eq!(a.send(&lo), 0);
+        assert!(a.is_empty());
+        let mut buf = [0u8; 16];
+        for want in [&b"one"[..], b"two!", b"3"] {
+            let n = lo.recv(&mut buf).expect("recv");
+            assert_eq!(&buf[..n], want);
+        }
+    }
 
     #[test]
     fn finds_the_default_route_interface() {
