@@ -49,8 +49,12 @@ impl Sections<'_> {
     /// for a section that does not parse on its own.
     pub(super) fn hosts(&self) -> impl ExactSizeIterator<Item = Option<S<RawHost>>> + '_ {
         self.sections.iter().map(|s| {
-            let raw: RawHost = toml::from_str(&self.text[s.body()]).ok()?;
-            Some(Spanned::new(s.header(), shift(raw, s.body().start)))
+            let body = s.body();
+            let raw = match super::plain_host::parse(&self.text[body.clone()], body.start) {
+                Some(raw) => raw,
+                None => shift(toml::from_str(&self.text[body.clone()]).ok()?, body.start),
+            };
+            Some(Spanned::new(s.header(), raw))
         })
     }
 }

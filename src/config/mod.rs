@@ -6,6 +6,7 @@
 
 mod host_blocks;
 pub mod model;
+mod plain_host;
 pub mod raw;
 mod validate;
 
