@@ -235,9 +235,10 @@ impl Server {
         let wsock = sock.try_clone()?;
         let held = Arc::new(AtomicUsize::new(0));
         let wheld = held.clone();
+        let wcore = core.clone();
         let writer = std::thread::Builder::new()
             .name("dhcp-leases".into())
-            .spawn(move || writer(file, job_rx, wsock, wc, wheld))?;
+            .spawn(move || writer(file, job_rx, wsock, wc, wheld, wcore))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (done_tx, done) = tokio::sync::oneshot::channel();
         let lp = Loop {
@@ -520,6 +521,7 @@ fn writer(
     sock: UdpSocket,
     counters: Arc<Counters>,
     held_count: Arc<AtomicUsize>,
+    core: Arc<Mutex<Core>>,
 ) {
     let mut text = String::new();
     let mut last_error = None::<Instant>;
@@ -560,6 +562,15 @@ fn writer(
             }
         }
         held_count.fetch_sub(waiting, Ordering::Relaxed);
+        if file.wants_compaction() {
+            // The bindings are the server's; a few ms of its lock to write
+            // them out beats a second copy of 50,000 records.
+            let written = file.write_compacted(lock(&core).db.records());
+            if let Err(e) = written.and_then(|c| file.install(c)) {
+                file.postpone_compaction();
+                error!("cannot compact the lease file: {e}; still appending to it");
+            }
+        }
     }
 }
 

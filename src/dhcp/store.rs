@@ -3,7 +3,9 @@
 //! - appends are whole lines, and a pool ACK leaves only after the fdatasync
 //!   that covers its line (the writer thread batches many lines per sync);
 //! - compaction writes a new file, syncs it, renames it over the old one and
-//!   syncs the directory, so a crash leaves either file complete;
+//!   syncs the directory, so a crash leaves either file complete; it writes
+//!   the server's bindings, so the file keeps no copy of them in memory, and
+//!   runs when the log has doubled, so rewrites cost O(1) per appended line;
 //! - a bad line at start-up is reported with its number and skipped, the
 //!   file is copied aside first, every good line is kept, and the file is
 //!   rewritten without it.
@@ -17,7 +19,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 const HEADER: &str = "# headnode leases v1: state address mac expires seen hostname\n";
-/// Compact once the log holds this many lines more than live records.
+/// Compact once the log holds this many lines more than twice the records
+/// it was last compacted to.
 const COMPACT_SLACK: usize = 4096;
 
 /// A line that could not be used.
@@ -81,9 +84,9 @@ pub struct LeaseFile {
     file: File,
     /// Held for the life of the server: one server per lease file.
     _lock: File,
-    /// The live record per address, to compact without asking the server.
-    live: HashMap<Ipv4Addr, Record>,
+    /// Lines in the file now, and right after the last compaction.
     lines: usize,
+    compacted: usize,
     /// The last append failed part-way: start the next one on a new line.
     torn: bool,
 }
@@ -156,12 +159,15 @@ impl LeaseFile {
                 aside.display()
             );
         }
-        let live: HashMap<Ipv4Addr, Record> =
-            loaded.records.iter().map(|r| (r.ip, r.clone())).collect();
+        // The last record per address: what a compacted file holds.
+        let mut latest: HashMap<Ipv4Addr, &Record> = HashMap::new();
+        for r in &loaded.records {
+            latest.insert(r.ip, r);
+        }
         let lines = loaded.records.len();
         // A clean, compact file is appended to as it is: start-up then
         // costs no rewrite and no sync.
-        let clean = loaded.problems.is_empty() && lines <= live.len() + COMPACT_SLACK;
+        let clean = loaded.problems.is_empty() && lines <= latest.len() + COMPACT_SLACK;
         let existing = if clean {
             match OpenOptions::new().append(true).open(path) {
                 Ok(f) => Some(f),
@@ -180,12 +186,13 @@ impl LeaseFile {
                 None => lock.try_clone().map_err(io_err(&lock_path))?,
             },
             _lock: lock,
-            live,
             lines,
+            compacted: latest.len(),
             torn: false,
         };
         if needs_compact {
-            lf.compact().map_err(io_err(path))?;
+            let c = lf.write_compacted(latest.into_values());
+            c.and_then(|c| lf.install(c)).map_err(io_err(path))?;
         }
         Ok((lf, loaded))
     }
@@ -209,38 +216,66 @@ impl LeaseFile {
         if sync {
             self.file.sync_data()?;
         }
-        for r in records {
-            self.live.insert(r.ip, r.clone());
-        }
         self.lines += records.len();
-        if self.lines > self.live.len() + COMPACT_SLACK {
-            self.compact()?;
-        }
         Ok(())
     }
 
-    /// Rewrite the file with one line per address.
-    fn compact(&mut self) -> io::Result<()> {
+    /// Has the log grown enough that rewriting it pays?
+    pub fn wants_compaction(&self) -> bool {
+        self.lines > 2 * self.compacted + COMPACT_SLACK
+    }
+
+    /// Put compaction off until the log has doubled again (after it failed).
+    pub fn postpone_compaction(&mut self) {
+        self.compacted = self.lines;
+    }
+
+    /// Write `live`, one record per address, to a new file beside the
+    /// lease file. The caller holds the server's lock for this part only:
+    /// it formats and writes to the page cache, `install` does the syncs.
+    pub fn write_compacted<'r>(
+        &self,
+        live: impl Iterator<Item = &'r Record>,
+    ) -> io::Result<Compacted> {
         let tmp = PathBuf::from(format!("{}.tmp", self.path.display()));
-        let mut records: Vec<&Record> = self.live.values().collect();
+        let mut records: Vec<&Record> = live.collect();
         records.sort_by_key(|r| r.ip);
-        let mut text = String::with_capacity(HEADER.len() + records.len() * 64);
-        text.push_str(HEADER);
-        for r in records {
-            r.write_line(&mut text);
+        let mut out = io::BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
+        out.write_all(HEADER.as_bytes())?;
+        let mut line = String::new();
+        for r in &records {
+            line.clear();
+            r.write_line(&mut line);
+            out.write_all(line.as_bytes())?;
         }
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &self.path)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        Ok(Compacted {
+            tmp,
+            file,
+            lines: records.len(),
+        })
+    }
+
+    /// Make a written compaction the lease file: sync it, rename it over the
+    /// old one, sync the directory, and append to it from now on.
+    pub fn install(&mut self, c: Compacted) -> io::Result<()> {
+        c.file.sync_all()?;
+        fs::rename(&c.tmp, &self.path)?;
         sync_dir(&self.path)?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
-        self.lines = self.live.len();
+        self.lines = c.lines;
+        self.compacted = c.lines;
         self.torn = false;
         Ok(())
     }
+}
+
+/// A compacted lease file written beside the real one, not yet in place.
+#[derive(Debug)]
+pub struct Compacted {
+    tmp: PathBuf,
+    file: File,
+    lines: usize,
 }
 
 #[cfg(test)]
@@ -296,20 +331,27 @@ mod tests {
         let again = read(&path).expect("read");
         assert_eq!(again.records.last(), Some(&r));
         assert!(again.problems.is_empty());
-        // Many renewals of one lease: the log is compacted as it grows.
+        // Many renewals of one lease: the log asks to be compacted once it
+        // has doubled, and compaction keeps only what it is given.
         let mut text = String::new();
+        let mut latest = r.clone();
         for i in 0..(COMPACT_SLACK as u64 + 100) {
-            let mut r = r.clone();
-            r.expires = 1000 + i;
-            lf.append(&[r], false, &mut text).expect("append");
+            // Two lines after open's compaction (of one address), so more
+            // than 2 * 1 + COMPACT_SLACK from here on.
+            assert_eq!(lf.wants_compaction(), i + 2 > COMPACT_SLACK as u64 + 2);
+            latest.expires = 1000 + i;
+            lf.append(std::slice::from_ref(&latest), false, &mut text)
+                .expect("append");
         }
-        let lines = fs::read_to_string(&path).expect("read").lines().count();
-        assert!(lines < 200, "{lines} lines after compaction");
-        assert_eq!(
-            read(&path).expect("read").records.last().map(|r| r.expires),
-            Some(1000 + COMPACT_SLACK as u64 + 99),
-            "the latest record survives compaction"
-        );
+        assert!(lf.wants_compaction());
+        let c = lf.write_compacted([&latest].into_iter()).expect("write");
+        lf.install(c).expect("install");
+        assert!(!lf.wants_compaction());
+        let after = read(&path).expect("read");
+        assert_eq!(after.records, vec![latest.clone()], "one line per address");
+        lf.append(std::slice::from_ref(&r), true, &mut text)
+            .expect("append after compaction");
+        assert_eq!(read(&path).expect("read").records, vec![latest, r]);
         drop(lf);
         let _ = fs::remove_dir_all(&dir);
     }
