@@ -3,30 +3,11 @@
 
 use crate::config::model::{Backend, Config};
 
-/// Whether the kernel offers IPVS: the generic netlink family "IPVS" resolves.
-/// Resolving it also autoloads `ip_vs` where the module exists (module alias
-/// `net-pf-16-proto-16-family-IPVS`).
-pub fn ipvs_available() -> Result<(), String> {
-    use neli::consts::socket::NlFamily;
-    use neli::router::synchronous::NlRouter;
-    use neli::utils::Groups;
-    let (router, _) = NlRouter::connect(NlFamily::Generic, None, Groups::empty())
-        .map_err(|e| format!("cannot open a generic netlink socket: {e}"))?;
-    router.resolve_genl_family("IPVS").map(|_| ()).map_err(|e| {
-        // neli's error Display dumps the whole netlink message; the errno is what matters.
-        let text = e.to_string();
-        if text.contains("error: -2,") {
-            "the kernel has no IPVS (generic netlink family \"IPVS\" not found; no ip_vs module)"
-                .to_string()
-        } else {
-            format!("the kernel has no usable IPVS (generic netlink family \"IPVS\": {text})")
-        }
-    })
-}
-
 /// The backend to use, and why (shown by `plan` and `status`).
 pub fn select_backend(cfg: &Config) -> (Backend, String) {
-    select_with(cfg.balancer.backend, ipvs_available)
+    select_with(cfg.balancer.backend, || {
+        crate::ipvs::probe().map_err(|e| e.to_string())
+    })
 }
 
 fn select_with(
@@ -64,6 +45,6 @@ mod tests {
     #[test]
     fn probe_answers_on_this_kernel() {
         // Either answer is fine; it must not hang or panic.
-        let _ = ipvs_available();
+        let _ = crate::ipvs::probe();
     }
 }

@@ -45,7 +45,7 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
     let plan = plan::build(&cfg, &nft, &sysctls, plan::Purpose::Apply)?;
     if plan.backend == Backend::Ipvs && !cfg.balancer.services.is_empty() {
         // Fail before changing anything rather than leave a half-applied box.
-        crate::balancer::ipvs_available().map_err(crate::ipvs::Error::NoIpvs)?;
+        crate::ipvs::probe()?;
     }
     if let (Some(conn), false) = (SshConnection::from_env(), args.force) {
         let (ok, why) = guard::ssh_allowed(&cfg, &conn);

@@ -212,8 +212,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("sysctl {key}: {source}")]
-    Sysctl { key: String, source: std::io::Error },
+    #[error(transparent)]
+    Sysctl(#[from] crate::sysctl::SysctlError),
 }
 
 /// What a reconcile did.
@@ -236,6 +236,12 @@ impl Report {
     }
 }
 
+/// Whether this kernel has IPVS: the same open (family lookup, then one
+/// `modprobe ip_vs`) that reconcile does, so `auto` and `apply` agree.
+pub fn probe() -> Result<(), Error> {
+    netlink::Handle::open().map(|_| ())
+}
+
 /// Bring the kernel's IPVS table to what `cfg` and `health` ask for: read
 /// it, diff, carry out the difference, record ownership. Runs in the calling
 /// thread's network namespace.
@@ -243,13 +249,16 @@ pub fn reconcile(cfg: &Config, health: &HealthMap) -> Result<Report, Error> {
     let want = desired(cfg, health);
     let handle = netlink::Handle::open()?;
     let mut report = Report::default();
-    // After open: these keys exist only once ip_vs is loaded.
-    for (key, value, _why) in sysctls(cfg) {
-        if sysctl::ensure(&key, &value)? {
-            tracing::info!(sysctl = %key, %value, "set");
-            report.sysctls.push((key, value));
-        }
-    }
+    // After open: these keys exist only once ip_vs is loaded. The same
+    // read-compare-write as the other sysctls, with the same log line.
+    let proc_sys = crate::sysctl::Sysctls::default();
+    let want_sysctls = sysctls(cfg)
+        .into_iter()
+        .map(|(k, v, _why)| (k, v))
+        .collect();
+    let changes = proc_sys.plan(&want_sysctls)?;
+    proc_sys.apply(&changes)?;
+    report.sysctls = changes.into_iter().map(|c| (c.key, c.to)).collect();
     let store = state::Store::from_env();
     let owned = store.load()?;
     let started = std::time::Instant::now();
@@ -333,30 +342,4 @@ pub fn plan_text(cfg: &Config, health: &HealthMap) -> String {
         cfg.balancer.exclusive,
         &sysctls(cfg),
     )
-}
-
-/// Reading and writing `/proc/sys` in the current network namespace.
-pub mod sysctl {
-    use super::Error;
-    use std::path::PathBuf;
-
-    fn path(key: &str) -> PathBuf {
-        let root = std::env::var_os("HEADNODE_PROC_SYS").unwrap_or_else(|| "/proc/sys".into());
-        PathBuf::from(root).join(key.replace('.', "/"))
-    }
-
-    /// Set `key` to `value` unless it already is; true when it wrote.
-    pub fn ensure(key: &str, value: &str) -> Result<bool, Error> {
-        let p = path(key);
-        let err = |source| Error::Sysctl {
-            key: key.to_string(),
-            source,
-        };
-        let now = std::fs::read_to_string(&p).map_err(err)?;
-        if now.trim() == value {
-            return Ok(false);
-        }
-        std::fs::write(&p, value).map_err(err)?;
-        Ok(true)
-    }
 }
