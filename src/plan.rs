@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::config::model::Backend;
 use crate::firewall::applied::{self, Applied, Comparison};
 use crate::firewall::{self, NftBalancer, nft::Nft};
+use crate::health::{self, HealthMap};
 use crate::sysctl::{self, Sysctls};
 use nftables::schema::Nftables;
 use serde::Serialize;
@@ -51,10 +52,21 @@ pub enum RulesetState {
     Unknown(String),
 }
 
-/// The balancer state `apply` loads: all reals up when nftables balances.
-pub fn nft_balancer(cfg: &Config, backend: Backend) -> Option<NftBalancer> {
-    (backend == Backend::Nftables && !cfg.balancer.services.is_empty())
-        .then(|| NftBalancer::all_up(cfg))
+/// The balancer loaded with the ruleset when nftables balances: every real
+/// server up except those `health` has down.
+pub fn nft_balancer(cfg: &Config, backend: Backend, health: &HealthMap) -> Option<NftBalancer> {
+    if backend != Backend::Nftables || cfg.balancer.services.is_empty() {
+        return None;
+    }
+    let mut bal = NftBalancer::all_up(cfg);
+    for (t, state) in health.iter() {
+        let real = firewall::RealBackend {
+            address: t.addr,
+            port: t.port,
+        };
+        bal.set_up(&t.service, real, *state != health::State::Down);
+    }
+    Some(bal)
 }
 
 /// How much of the plan to compute: `apply` skips what it does not need.
@@ -68,9 +80,25 @@ pub enum Purpose {
 }
 
 /// Build the plan. `cfg` must have its public address resolved.
-pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls, purpose: Purpose) -> anyhow::Result<Plan> {
+/// `health` is what the running daemon's checks see (`daemon::live_health`):
+/// a real server it drained stays drained in the plan and in what apply loads.
+pub fn build(
+    cfg: &Config,
+    nft: &Nft,
+    sysctls: &Sysctls,
+    health: &HealthMap,
+    purpose: Purpose,
+) -> anyhow::Result<Plan> {
     let (backend, backend_reason) = balancer::select_backend(cfg);
     let mut notes = Vec::new();
+    for (t, state) in health.iter() {
+        if *state == health::State::Down {
+            notes.push(format!(
+                "service {}: real server {}:{} is down by the running daemon's health checks; kept drained",
+                t.service, t.addr, t.port
+            ));
+        }
+    }
     if backend == Backend::Nftables {
         for s in &cfg.balancer.services {
             let (how, note) = firewall::scheduler_mode(&s.scheduler);
@@ -81,7 +109,7 @@ pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls, purpose: Purpose) -> an
         }
     }
     let sysctl_changes = sysctls.plan(&cfg.sysctls)?;
-    let bal = nft_balancer(cfg, backend);
+    let bal = nft_balancer(cfg, backend, health);
     let ruleset = if cfg.firewall.enabled {
         Some(firewall::ruleset(cfg, bal.as_ref())?)
     } else {
@@ -179,7 +207,7 @@ pub fn build(cfg: &Config, nft: &Nft, sysctls: &Sysctls, purpose: Purpose) -> an
             && backend == Backend::Ipvs
             && !cfg.balancer.services.is_empty())
         .then(|| {
-            crate::ipvs::plan_text(cfg, &crate::health::HealthMap::default())
+            crate::ipvs::plan_text(cfg, health)
                 .lines()
                 .map(str::to_string)
                 .collect()

@@ -421,6 +421,30 @@ sorry_server = "sorry:8000"
     assert_eq!(after, ["NODE1"; 4], "drained node2:\n{}", lab.log());
     assert!(lab.log().contains("health: down"), "{}", lab.log());
 
+    // `apply` by hand keeps what the daemon's checks drained drained (it
+    // asks the daemon), so it has nothing to change.
+    let out = lab.headnode(&["plan"]);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("real server 192.168.1.102:8000 is down"),
+        "{plan}"
+    );
+    let out = lab.headnode(&["apply"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("ruleset: unchanged"), "{text}");
+    let after: Vec<String> = (0..4).map(|_| lab.get(8000)).collect();
+    assert_eq!(
+        after,
+        ["NODE1"; 4],
+        "still drained after apply:\n{}",
+        lab.log()
+    );
+
     // node2 comes back: alternation returns after rise checks.
     let dir = lab.dir.clone();
     serve(&mut lab.nodes[1], &dir, "NODE2", 8000);

@@ -42,7 +42,8 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
             rollback::roll_back(&lock, &p, &nft)?;
         }
     }
-    let plan = plan::build(&cfg, &nft, &sysctls, plan::Purpose::Apply)?;
+    let health = crate::daemon::live_health();
+    let plan = plan::build(&cfg, &nft, &sysctls, &health, plan::Purpose::Apply)?;
     if plan.backend == Backend::Ipvs && !cfg.balancer.services.is_empty() {
         // Fail before changing anything rather than leave a half-applied box.
         crate::ipvs::probe()?;
@@ -69,7 +70,7 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
     }
     if plan.backend == Backend::Ipvs && !cfg.balancer.services.is_empty() {
         // After the ruleset, so the marks IPVS matches on are already set.
-        super::balancer::apply(&cfg)?;
+        super::balancer::apply(&cfg, &health)?;
     }
     Ok(())
 }

@@ -9,9 +9,10 @@ use crate::health::HealthMap;
 use crate::ipvs;
 
 /// Reconcile IPVS with `cfg` (its public address already resolved) and
-/// print what changed. `apply` calls it after the ruleset.
-pub fn apply(cfg: &Config) -> anyhow::Result<()> {
-    let report = match ipvs::reconcile(cfg, &HealthMap::default()) {
+/// `health` (real servers down get weight 0) and print what changed.
+/// `apply` calls it after the ruleset.
+pub fn apply(cfg: &Config, health: &HealthMap) -> anyhow::Result<()> {
+    let report = match ipvs::reconcile(cfg, health) {
         Ok(r) => r,
         Err(ipvs::Error::NoIpvs(why)) if cfg.balancer.backend == Backend::Auto => {
             tracing::warn!(%why, "the kernel has no IPVS; balancer backend auto leaves IPVS alone");

@@ -11,6 +11,7 @@ pub fn run(path: &Path, args: &PlanArgs) -> anyhow::Result<()> {
         &cfg,
         &Nft::from_env(),
         &Sysctls::default(),
+        &crate::daemon::live_health(),
         crate::plan::Purpose::Show,
     )?;
     if args.json {

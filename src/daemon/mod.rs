@@ -12,6 +12,7 @@ pub mod notify;
 mod running;
 
 use crate::config;
+use crate::health::HealthMap;
 use crate::paths;
 use control::Request;
 use running::Running;
@@ -22,6 +23,16 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
+
+/// The health the running daemon's checks see, so `plan` and `apply` run by
+/// hand keep the real servers it drained drained; all up (an empty map) when
+/// no daemon answers.
+pub fn live_health() -> HealthMap {
+    match control::ask(&paths::control_socket(), Request::Status) {
+        Ok(Some(status)) => running::health_in_status(&status),
+        _ => HealthMap::default(),
+    }
+}
 
 /// How often live state is compared with the config and repaired, unless
 /// `$HEADNODE_RECONCILE_INTERVAL` (e.g. `2s`) says otherwise.
