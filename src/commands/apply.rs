@@ -26,7 +26,7 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let cfg = super::load_resolved(path)?;
+    let cfg = std::sync::Arc::new(super::load_resolved(path)?);
     let nft = Nft::from_env();
     let sysctls = Sysctls::default();
     {

@@ -7,11 +7,12 @@ use crate::config::Config;
 use crate::config::model::Backend;
 use crate::health::HealthMap;
 use crate::ipvs;
+use std::sync::Arc;
 
 /// Reconcile IPVS with `cfg` (its public address already resolved) and
 /// `health` (real servers down get weight 0) and print what changed.
 /// `apply` calls it after the ruleset.
-pub fn apply(cfg: &Config, health: &HealthMap) -> anyhow::Result<()> {
+pub fn apply(cfg: &Arc<Config>, health: &HealthMap) -> anyhow::Result<()> {
     let report = match ipvs::reconcile(cfg, health) {
         Ok(r) => r,
         Err(ipvs::Error::NoIpvs(why)) if cfg.balancer.backend == Backend::Auto => {

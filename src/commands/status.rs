@@ -42,7 +42,7 @@ pub fn run(path: &Path, args: &JsonArgs) -> anyhow::Result<()> {
         (None, Err(_)) => json!({}),
     };
     if bal["backend"] == "ipvs" {
-        bal["ipvs_live"] = match ipvs::netlink::Handle::open().and_then(|h| h.table()) {
+        bal["ipvs_live"] = match ipvs::live_table() {
             Ok(t) => json!(ipvs::render_table(&t).lines().collect::<Vec<_>>()),
             Err(e) => json!({ "error": e.to_string() }),
         };

@@ -26,6 +26,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// `AF_INET` / `AF_INET6` as IPVS carries them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -236,16 +238,61 @@ impl Report {
     }
 }
 
+/// How long one exchange with the kernel's IPVS may take. neli's calls
+/// block with no timeout; a kernel that never answers must not hang `apply`
+/// or the daemon, so each exchange runs on a thread of its own and is given
+/// up after this (that thread stays blocked; the error says so). A 1,000 x 10
+/// table takes 2.6 s to build under QEMU without KVM.
+const NETLINK_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Run `f` on a new thread (it inherits the caller's network namespace) and
+/// wait at most `limit` for it.
+fn within<T: Send + 'static>(
+    what: &'static str,
+    limit: Duration,
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("ipvs-netlink".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| Error::Netlink(format!("{what}: cannot start a thread: {e}")))?;
+    rx.recv_timeout(limit).unwrap_or_else(|_| {
+        Err(Error::Netlink(format!(
+            "{what}: no answer from the kernel within {} s; gave up waiting (the request may still complete)",
+            limit.as_secs_f64()
+        )))
+    })
+}
+
 /// Whether this kernel has IPVS: the same open (family lookup, then one
 /// `modprobe ip_vs`) that reconcile does, so `auto` and `apply` agree.
 pub fn probe() -> Result<(), Error> {
-    netlink::Handle::open().map(|_| ())
+    within("IPVS probe", NETLINK_DEADLINE, || {
+        netlink::Handle::open().map(|_| ())
+    })
+}
+
+/// The kernel's IPVS table as it is now.
+pub fn live_table() -> Result<Table, Error> {
+    within("reading the IPVS table", NETLINK_DEADLINE, || {
+        netlink::Handle::open()?.table()
+    })
 }
 
 /// Bring the kernel's IPVS table to what `cfg` and `health` ask for: read
 /// it, diff, carry out the difference, record ownership. Runs in the calling
-/// thread's network namespace.
-pub fn reconcile(cfg: &Config, health: &HealthMap) -> Result<Report, Error> {
+/// thread's network namespace, within `NETLINK_DEADLINE`.
+pub fn reconcile(cfg: &Arc<Config>, health: &HealthMap) -> Result<Report, Error> {
+    let (cfg, health) = (cfg.clone(), health.clone());
+    within("IPVS reconcile", NETLINK_DEADLINE, move || {
+        reconcile_now(&cfg, &health)
+    })
+}
+
+fn reconcile_now(cfg: &Config, health: &HealthMap) -> Result<Report, Error> {
     let want = desired(cfg, health);
     let handle = netlink::Handle::open()?;
     let mut report = Report::default();
@@ -311,6 +358,10 @@ pub fn reconcile(cfg: &Config, health: &HealthMap) -> Result<Report, Error> {
 /// ownership record says which) and nothing else. A kernel without IPVS has
 /// none, which is not an error here.
 pub fn clear_owned() -> Result<Vec<ServiceKey>, Error> {
+    within("IPVS clear", NETLINK_DEADLINE, clear_owned_now)
+}
+
+fn clear_owned_now() -> Result<Vec<ServiceKey>, Error> {
     let handle = match netlink::Handle::open() {
         Ok(h) => h,
         Err(Error::NoIpvs(_)) => return Ok(Vec::new()),
@@ -333,7 +384,7 @@ pub fn clear_owned() -> Result<Vec<ServiceKey>, Error> {
 /// would make to the live one (or to an empty one when it cannot be read).
 pub fn plan_text(cfg: &Config, health: &HealthMap) -> String {
     let want = desired(cfg, health);
-    let live = netlink::Handle::open().and_then(|h| h.table());
+    let live = live_table();
     let owned = state::Store::from_env().load().unwrap_or_default();
     render::plan(
         &want,
@@ -342,4 +393,28 @@ pub fn plan_text(cfg: &Config, health: &HealthMap) -> String {
         cfg.balancer.exclusive,
         &sysctls(cfg),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_that_never_answers_is_given_up_on() {
+        let started = std::time::Instant::now();
+        let r = within("test", Duration::from_millis(50), || {
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(1)
+        });
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let e = r.expect_err("timed out").to_string();
+        assert!(
+            e.contains("test: no answer from the kernel within 0.05 s"),
+            "{e}"
+        );
+        assert_eq!(
+            within("test", Duration::from_secs(5), || Ok(7)).ok(),
+            Some(7)
+        );
+    }
 }
