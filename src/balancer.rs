@@ -6,7 +6,12 @@ use crate::config::model::{Backend, Config};
 /// The backend to use, and why (shown by `plan` and `status`).
 pub fn select_backend(cfg: &Config) -> (Backend, String) {
     select_with(cfg.balancer.backend, || {
-        crate::ipvs::probe().map_err(|e| e.to_string())
+        crate::ipvs::probe().map_err(|e| match e {
+            // Not the error's own advice (load ip_vs or choose nftables):
+            // auto has already chosen.
+            crate::ipvs::Error::NoIpvs(why) => format!("the kernel has no IPVS ({why})"),
+            e => e.to_string(),
+        })
     })
 }
 

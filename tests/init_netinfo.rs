@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Netns, veth};
+use common::{Netns, head_and_peer};
 use headnode::netinfo::{self, Snapshot};
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -35,24 +35,7 @@ fn mac_of(ns: &Netns, ifname: &str) -> String {
 /// Head node `ns` with wan0 198.51.100.10/24 and lan0 192.168.77.254/24 (+ a
 /// secondary 192.168.77.10/24); returns it and the peer namespace.
 fn two_links() -> (Netns, Netns) {
-    let ns = Netns::new("initni");
-    let peer = Netns::new("initnp");
-    veth(
-        &ns,
-        "wan0",
-        Some("198.51.100.10/24"),
-        &peer,
-        "up0",
-        Some("198.51.100.1/24"),
-    );
-    veth(
-        &ns,
-        "lan0",
-        Some("192.168.77.254/24"),
-        &peer,
-        "node0",
-        Some("192.168.77.1/24"),
-    );
+    let (ns, peer) = head_and_peer("initni", "initnp", true);
     ns.ok(&["ip", "addr", "add", "192.168.77.10/24", "dev", "lan0"]);
     (ns, peer)
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Netns, headnode, veth};
+use common::{Netns, head_and_peer, headnode, veth};
 use headnode::config::model::{Action, Proto, Zone};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -19,27 +19,8 @@ struct HeadNode {
 }
 
 fn head_node(lan: bool) -> HeadNode {
-    let ns = Netns::new("init");
-    let peer = Netns::new("initp");
-    veth(
-        &ns,
-        "wan0",
-        Some("198.51.100.10/24"),
-        &peer,
-        "up0",
-        Some("198.51.100.1/24"),
-    );
+    let (ns, peer) = head_and_peer("init", "initp", lan);
     ns.ok(&["ip", "route", "add", "default", "via", "198.51.100.1"]);
-    if lan {
-        veth(
-            &ns,
-            "lan0",
-            Some("192.168.77.254/24"),
-            &peer,
-            "node0",
-            Some("192.168.77.1/24"),
-        );
-    }
     let dir = std::env::temp_dir().join(format!("hn-init-{}", ns.name));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

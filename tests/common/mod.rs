@@ -167,6 +167,33 @@ fn etc_dir(name: &str) -> PathBuf {
     PathBuf::from("/etc/netns").join(name)
 }
 
+/// A head node's namespace and one for everything around it: `wan0`
+/// 198.51.100.10/24 (far end `up0`, .1) and, with `lan`, `lan0`
+/// 192.168.77.254/24 (far end `node0`, .1).
+pub fn head_and_peer(head: &str, peer: &str, lan: bool) -> (Netns, Netns) {
+    let ns = Netns::new(head);
+    let far = Netns::new(peer);
+    veth(
+        &ns,
+        "wan0",
+        Some("198.51.100.10/24"),
+        &far,
+        "up0",
+        Some("198.51.100.1/24"),
+    );
+    if lan {
+        veth(
+            &ns,
+            "lan0",
+            Some("192.168.77.254/24"),
+            &far,
+            "node0",
+            Some("192.168.77.1/24"),
+        );
+    }
+    (ns, far)
+}
+
 /// A veth pair between two namespaces, with optional addresses ("10.0.0.1/24"), both up.
 pub fn veth(
     a: &Netns,
