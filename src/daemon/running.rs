@@ -448,32 +448,16 @@ mod tests {
 
     #[test]
     fn status_gives_back_the_health_it_shows() {
-        let text = r#"
-[interfaces.public]
-name = "eth1"
-address = "203.0.113.210/24"
-
-[interfaces.private]
-name = "eth0"
-address = "192.168.1.254/24"
-
-[[host]]
-name = "node1"
-mac = "00:12:34:56:78:91"
-address = "192.168.1.101"
-
-[[host]]
-name = "node2"
-mac = "00:12:34:56:78:92"
-address = "192.168.1.102"
-
+        use crate::config::test_text::{INTERFACES, NODES};
+        let service = r#"
 [[service]]
 name = "web"
 port = 8000
 real = ["node1:8000", "node2:8000"]
 health = { check = "tcp" }
 "#;
-        let cfg = crate::config::parse(text, std::path::Path::new("t.toml")).expect("valid");
+        let text = format!("{INTERFACES}{NODES}{service}");
+        let cfg = crate::config::parse(&text, std::path::Path::new("t.toml")).expect("valid");
         let mut health = HealthMap::default();
         let services = &cfg.balancer.services;
         assert!(!services.is_empty());

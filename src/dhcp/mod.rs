@@ -587,15 +587,7 @@ mod tests {
     use dhcproto::v4::{DhcpOption, MessageType};
     use std::path::Path;
 
-    const CONFIG: &str = r#"
-[interfaces.public]
-name = "eth1"
-address = "203.0.113.210/24"
-
-[interfaces.private]
-name = "eth0"
-address = "192.168.1.254/24"
-
+    const POOL: &str = r#"
 [dhcp.pool]
 start = "192.168.1.200"
 end = "192.168.1.200"
@@ -612,7 +604,8 @@ end = "192.168.1.200"
 
     #[test]
     fn pool_acks_past_the_writer_backlog_are_dropped_and_counted() {
-        let cfg = crate::config::parse(CONFIG, Path::new("t.toml")).expect("valid");
+        let text = format!("{}{POOL}", crate::config::test_text::INTERFACES);
+        let cfg = crate::config::parse(&text, Path::new("t.toml")).expect("valid");
         let tables = Arc::new(Tables::new(&cfg));
         let shared = Arc::new(Mutex::new(Core {
             db: LeaseDb::new(tables.pool),
