@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod deadline;
 pub mod dhcp;
 pub mod firewall;
 pub mod health;

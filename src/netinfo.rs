@@ -36,6 +36,8 @@ pub enum NetinfoError {
     Connect(String),
     #[error("reading {what} over rtnetlink failed: {reason}")]
     Dump { what: &'static str, reason: String },
+    #[error("reading interfaces over rtnetlink: {0}")]
+    Deadline(#[from] crate::deadline::Missed),
 }
 
 /// A network interface.
@@ -282,8 +284,16 @@ pub fn ipv4_of(ifname: &str) -> Option<Ipv4Net> {
     }
 }
 
-/// Read links, IPv4 addresses and the default route of the current network namespace.
+/// How long reading the interfaces may take: a few ms on any box.
+const READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Read links, IPv4 addresses and the default route of the current network
+/// namespace, within `READ_DEADLINE`.
 pub fn read() -> Result<Snapshot, NetinfoError> {
+    crate::deadline::within(READ_DEADLINE, read_now)?
+}
+
+fn read_now() -> Result<Snapshot, NetinfoError> {
     let (router, _) = NlRouter::connect(NlFamily::Route, None, Groups::empty())
         .map_err(|e| NetinfoError::Connect(e.to_string()))?;
     // Best effort: with extended acks a rejected dump says why; old kernels lack it.
