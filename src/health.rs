@@ -8,7 +8,7 @@
 //! daemon reconciles from.
 
 use crate::config::model::{CheckKind, HealthCheck, RealServer, VirtualService};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// One real server of one virtual service.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Target {
     pub service: String,
     pub addr: Ipv4Addr,
@@ -35,7 +35,7 @@ impl Target {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Up,
@@ -44,7 +44,7 @@ pub enum State {
 
 /// Health of every checked real server. A server with no entry (no check
 /// configured, or not checked yet) counts as up.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HealthMap(BTreeMap<Target, State>);
 
 impl HealthMap {
@@ -56,6 +56,18 @@ impl HealthMap {
     }
     pub fn iter(&self) -> impl Iterator<Item = (&Target, &State)> {
         self.0.iter()
+    }
+    /// As the daemon's control socket sends it: a list of [target, state]
+    /// (JSON object keys can only be strings).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!(self.0.iter().collect::<Vec<_>>())
+    }
+    /// What `to_json` wrote; anything else (an older daemon's error) is
+    /// no health information: all up.
+    pub fn from_json(v: serde_json::Value) -> HealthMap {
+        serde_json::from_value::<Vec<(Target, State)>>(v)
+            .map(|list| HealthMap(list.into_iter().collect()))
+            .unwrap_or_default()
     }
 }
 
@@ -207,6 +219,21 @@ async fn run_one(target: Target, check: HealthCheck, tx: watch::Sender<HealthMap
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_control_socket_form_reads_back() {
+        let t = |port| Target {
+            service: "web".into(),
+            addr: Ipv4Addr::new(192, 168, 1, 101),
+            port,
+        };
+        let mut m = HealthMap::default();
+        m.set(t(8000), State::Down);
+        m.set(t(8001), State::Up);
+        assert_eq!(HealthMap::from_json(m.to_json()), m);
+        let old_daemon = serde_json::json!({ "error": "unknown request" });
+        assert_eq!(HealthMap::from_json(old_daemon), HealthMap::default());
+    }
     use crate::config::model::{Method, Origin, VirtualKey};
     use tokio::net::TcpListener;
 

@@ -102,8 +102,7 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Config text for unit tests: the origin box's two interfaces, and its two
-/// nodes as `[[host]]` reservations.
+/// Config text for unit tests: the origin box's two interfaces.
 #[cfg(test)]
 pub(crate) mod test_text {
     pub const INTERFACES: &str = r#"
@@ -114,17 +113,5 @@ address = "203.0.113.210/24"
 [interfaces.private]
 name = "eth0"
 address = "192.168.1.254/24"
-"#;
-
-    pub const NODES: &str = r#"
-[[host]]
-name = "node1"
-mac = "00:12:34:56:78:91"
-address = "192.168.1.101"
-
-[[host]]
-name = "node2"
-mac = "00:12:34:56:78:92"
-address = "192.168.1.102"
 "#;
 }

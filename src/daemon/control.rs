@@ -1,5 +1,6 @@
 //! The daemon's control socket: one request line in, one JSON document out.
-//! `headnode status`, `leases` and `reload` talk to the running daemon here.
+//! `headnode status`, `leases` and `reload` talk to the running daemon here,
+//! and `plan` and `apply` ask it for its health checks' view (`health`).
 //! The socket is created mode 0600 in a root-only directory.
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use std::time::Duration;
 pub enum Request {
     Status,
     Leases,
+    Health,
     Reload,
 }
 
@@ -21,6 +23,7 @@ impl Request {
         match line.trim() {
             "status" => Some(Request::Status),
             "leases" => Some(Request::Leases),
+            "health" => Some(Request::Health),
             "reload" => Some(Request::Reload),
             _ => None,
         }
@@ -29,6 +32,7 @@ impl Request {
         match self {
             Request::Status => "status",
             Request::Leases => "leases",
+            Request::Health => "health",
             Request::Reload => "reload",
         }
     }

@@ -28,8 +28,8 @@ use tokio::sync::mpsc;
 /// hand keep the real servers it drained drained; all up (an empty map) when
 /// no daemon answers.
 pub fn live_health() -> HealthMap {
-    match control::ask(&paths::control_socket(), Request::Status) {
-        Ok(Some(status)) => running::health_in_status(&status),
+    match control::ask(&paths::control_socket(), Request::Health) {
+        Ok(Some(answer)) => HealthMap::from_json(answer),
         _ => HealthMap::default(),
     }
 }
@@ -93,6 +93,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
                     }
                     Request::Status => state.status(started.elapsed()).await,
                     Request::Leases => state.leases(),
+                    Request::Health => state.health().to_json(),
                 };
                 let _ = msg.reply.send(answer);
             }
@@ -152,7 +153,7 @@ async fn serve_control(listener: UnixListener, tx: mpsc::Sender<ControlMsg>) {
                     rx.await.unwrap_or(serde_json::Value::Null)
                 }
                 _ => {
-                    serde_json::json!({ "error": "unknown request; use status, leases or reload" })
+                    serde_json::json!({ "error": "unknown request; use status, leases, health or reload" })
                 }
             };
             let mut text = answer.to_string();

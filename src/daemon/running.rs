@@ -370,6 +370,10 @@ impl Running {
         })
     }
 
+    pub(super) fn health(&self) -> &HealthMap {
+        &self.health
+    }
+
     pub(super) fn leases(&self) -> serde_json::Value {
         match &self.dhcp {
             Some(d) => json!(d.leases()),
@@ -387,31 +391,6 @@ impl Running {
             }
         }
     }
-}
-
-/// The real servers a status document (`service_status` under
-/// `balancer.services`) reports down.
-pub(super) fn health_in_status(status: &serde_json::Value) -> HealthMap {
-    let mut map = HealthMap::default();
-    let services = status["balancer"]["services"].as_array();
-    for s in services.into_iter().flatten() {
-        let Some(service) = s["name"].as_str() else {
-            continue;
-        };
-        for r in s["reals"].as_array().into_iter().flatten() {
-            let addr = r["address"].as_str().and_then(|a| a.parse().ok());
-            let port = r["port"].as_u64().and_then(|p| u16::try_from(p).ok());
-            if let (true, Some(addr), Some(port)) = (r["health"] == "down", addr, port) {
-                let t = health::Target {
-                    service: service.to_string(),
-                    addr,
-                    port,
-                };
-                map.set(t, health::State::Down);
-            }
-        }
-    }
-    map
 }
 
 fn service_status(s: &VirtualService, health: &HealthMap) -> serde_json::Value {
@@ -440,41 +419,4 @@ fn service_status(s: &VirtualService, health: &HealthMap) -> serde_json::Value {
         "method": s.method.to_string(),
         "reals": reals,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_gives_back_the_health_it_shows() {
-        use crate::config::test_text::{INTERFACES, NODES};
-        let service = r#"
-[[service]]
-name = "web"
-port = 8000
-real = ["node1:8000", "node2:8000"]
-health = { check = "tcp" }
-"#;
-        let text = format!("{INTERFACES}{NODES}{service}");
-        let cfg = crate::config::parse(&text, std::path::Path::new("t.toml")).expect("valid");
-        let mut health = HealthMap::default();
-        let services = &cfg.balancer.services;
-        assert!(!services.is_empty());
-        let down = health::Target::of(&services[0], &services[0].reals[1]);
-        health.set(
-            health::Target::of(&services[0], &services[0].reals[0]),
-            health::State::Up,
-        );
-        health.set(down.clone(), health::State::Down);
-        let shown: Vec<_> = services
-            .iter()
-            .map(|s| service_status(s, &health))
-            .collect();
-        let back = health_in_status(&json!({ "balancer": { "services": shown } }));
-        assert_eq!(
-            back.iter().collect::<Vec<_>>(),
-            [(&down, &health::State::Down)]
-        );
-    }
 }
