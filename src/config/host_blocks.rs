@@ -171,7 +171,7 @@ fn shift_one<T>(s: S<T>, off: usize) -> S<T> {
 
 /// Move every span of a host parsed from its section body by the body's
 /// offset in the file. Destructured in full so a new field cannot be missed.
-fn shift(h: RawHost, off: usize) -> RawHost {
+pub(super) fn shift(h: RawHost, off: usize) -> RawHost {
     let RawHost {
         name,
         mac,

@@ -96,10 +96,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
 /// 1-based line and column of a byte offset.
 pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
+    let line = text[..offset].matches('\n').count() + 1;
+    (line, column(text, offset))
+}
+
+/// 1-based column, in characters, of a byte offset.
+pub(crate) fn column(text: &str, offset: usize) -> usize {
+    let before = &text[..offset.min(text.len())];
+    before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1
 }
 
 /// Config text for unit tests: the origin box's two interfaces.

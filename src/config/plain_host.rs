@@ -262,17 +262,7 @@ mod tests {
     /// `host_blocks` moves them.
     fn by_toml(body: &str, base: usize) -> Option<Vec<(Range<usize>, String)>> {
         let h: RawHost = toml::from_str(body).ok()?;
-        let moved = flat(&h)
-            .into_iter()
-            .map(|(r, v)| {
-                if r == (0..0) {
-                    (r, v)
-                } else {
-                    (r.start + base..r.end + base, v)
-                }
-            })
-            .collect();
-        Some(moved)
+        Some(flat(&super::super::host_blocks::shift(h, base)))
     }
 
     const PLAIN: &[&str] = &[

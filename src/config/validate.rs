@@ -3,7 +3,7 @@
 
 use super::model::*;
 use super::raw::*;
-use super::{Diagnostic, line_col};
+use super::{Diagnostic, column, line_col};
 use ipnet::Ipv4Net;
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -68,12 +68,7 @@ fn validate(
     raw: RawConfig,
     mut hosts: impl ExactSizeIterator<Item = Option<S<RawHost>>>,
 ) -> Option<Result<Config, Vec<Diagnostic>>> {
-    let mut v = Validator {
-        text,
-        line_at: Cell::new((0, 1)),
-        diags: Vec::new(),
-        host_missing: false,
-    };
+    let mut v = Validator::new(text);
     let cfg = v.config(raw, &mut hosts, path);
     // Hosts the validator did not reach (no [interfaces]) must parse too.
     if v.host_missing || hosts.any(|h| h.is_none()) {
@@ -88,8 +83,6 @@ fn validate(
 
 struct Validator<'a> {
     text: &'a str,
-    /// Byte offsets of every newline, so `line` is a binary search instead of
-    /// a scan from the start (a 10,000-rule file has 10,000+ spans to place).
     /// The last offset asked for by `line` and its line number. Tables of
     /// one kind are validated in file order, so counting on from there reads
     /// the file about once, without an index of its newlines (8 bytes a line).
@@ -109,11 +102,18 @@ struct Names<'h> {
 const PLACEHOLDER_PUBLIC: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
 
 impl<'a> Validator<'a> {
+    fn new(text: &'a str) -> Self {
+        Validator {
+            text,
+            line_at: Cell::new((0, 1)),
+            diags: Vec::new(),
+            host_missing: false,
+        }
+    }
+
     fn err(&mut self, span: Range<usize>, field: &str, message: String, hint: Option<&str>) {
-        let at = span.start.min(self.text.len());
         let line = self.line(&span);
-        let line_start = self.text[..at].rfind('\n').map_or(0, |i| i + 1);
-        let col = self.text[line_start..at].chars().count() + 1;
+        let col = column(self.text, span.start);
         self.diags.push(Diagnostic {
             line,
             col,
@@ -2047,12 +2047,7 @@ mod tests {
     fn names_borrowed_from_the_file_when_written_plainly() {
         let text = "[[host]]\nname = \"n1\"\nmac = \"n\\u0031\"\naddress = 'x'\n";
         let raw: RawConfig = toml::from_str(text).expect("toml");
-        let v = Validator {
-            text,
-            line_at: Cell::new((0, 1)),
-            diags: Vec::new(),
-            host_missing: false,
-        };
+        let v = Validator::new(text);
         let h = raw.hosts[0].get_ref();
         assert!(matches!(v.as_written(&h.name), Cow::Borrowed("n1")));
         assert!(matches!(v.as_written(&h.mac), Cow::Owned(ref m) if m == "n1"));
