@@ -247,18 +247,7 @@ impl Server {
             .spawn(move || writer(file, job_rx, wsock, wc, wheld, wcore))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (done_tx, done) = tokio::sync::oneshot::channel();
-        let lp = Loop {
-            iface,
-            core: core.clone(),
-            counters: counters.clone(),
-            rate: RateLimit::new(RATE, BURST),
-            unknown_log: LogGate::new(60),
-            exhausted_log: LogGate::new(60),
-            started: Instant::now(),
-            out: Vec::with_capacity(1500),
-            now_out: Outbox::default(),
-            held,
-        };
+        let lp = Loop::new(iface, core.clone(), counters.clone(), held);
         let st = stop.clone();
         let thread = std::thread::Builder::new()
             .name("dhcp".into())
@@ -424,6 +413,26 @@ fn serve(
 }
 
 impl Loop {
+    fn new(
+        iface: String,
+        core: Arc<Mutex<Core>>,
+        counters: Arc<Counters>,
+        held: Arc<AtomicUsize>,
+    ) -> Loop {
+        Loop {
+            iface,
+            core,
+            counters,
+            rate: RateLimit::new(RATE, BURST),
+            unknown_log: LogGate::new(60),
+            exhausted_log: LogGate::new(60),
+            started: Instant::now(),
+            out: Vec::with_capacity(1500),
+            now_out: Outbox::default(),
+            held,
+        }
+    }
+
     fn handle(&mut self, pkt: &[u8], core: &mut Core, now: u64, sock: &UdpSocket, job: &mut Job) {
         let c = &*self.counters;
         Counters::bump(&c.received);
@@ -467,13 +476,16 @@ impl Loop {
                 if let Some(r) = record {
                     job.records.push(r);
                 }
+                if wait && self.held.load(Ordering::Relaxed) + job.held.len() >= MAX_HELD {
+                    Counters::bump(&c.dropped_writer_behind);
+                    return;
+                }
+                // Only for a reply that goes: a hardware target sets a neighbour entry.
                 let to = socket::destination(sock, &self.iface, target);
-                if !wait {
-                    self.now_out.push(to, &self.out);
-                } else if self.held.load(Ordering::Relaxed) + job.held.len() < MAX_HELD {
+                if wait {
                     job.held.push(to, &self.out);
                 } else {
-                    Counters::bump(&c.dropped_writer_behind);
+                    self.now_out.push(to, &self.out);
                 }
             }
             Outcome::Quiet { why, record } => {
@@ -611,18 +623,12 @@ end = "192.168.1.200"
             db: LeaseDb::new(tables.pool),
             tables,
         }));
-        let mut lp = Loop {
-            iface: "eth0".into(),
-            core: shared.clone(),
-            counters: Arc::new(Counters::default()),
-            rate: RateLimit::new(RATE, BURST),
-            unknown_log: LogGate::new(60),
-            exhausted_log: LogGate::new(60),
-            started: Instant::now(),
-            out: Vec::new(),
-            now_out: Outbox::default(),
-            held: Arc::new(AtomicUsize::new(MAX_HELD)),
-        };
+        let mut lp = Loop::new(
+            "eth0".into(),
+            shared.clone(),
+            Arc::new(Counters::default()),
+            Arc::new(AtomicUsize::new(MAX_HELD)),
+        );
         let mut core = lock(&shared);
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let mut job = Job::default();

@@ -252,7 +252,7 @@ impl Outbox {
 
 /// Send datagrams with as few `sendmmsg` calls as the kernel allows.
 /// Returns how many could not be sent.
-pub fn send_many(sock: &UdpSocket, msgs: &[(SocketAddrV4, &[u8])]) -> usize {
+fn send_many(sock: &UdpSocket, msgs: &[(SocketAddrV4, &[u8])]) -> usize {
     let mut failed = 0;
     for chunk in msgs.chunks(BATCH) {
         let mut addrs = [sockaddr(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)); BATCH];
