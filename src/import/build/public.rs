@@ -1,6 +1,7 @@
 //! The public side: which address is this box's, and the `[interfaces]` tables.
 
 use super::*;
+use crate::import::ifupdown::{Iface, Opt};
 
 impl<'s> Builder<'s, '_> {
     // ---- the public address --------------------------------------------
@@ -244,19 +245,7 @@ impl<'s> Builder<'s, '_> {
         // The address with its prefix, when the interfaces file gives both.
         let pinned = ifaddr.and_then(|(i, o)| Some((i, o, i.net?)));
         match (public, pinned) {
-            (Public::Known { .. }, Some((i, o, net))) => {
-                let mask = i
-                    .opt("netmask")
-                    .map(|m| format!(", netmask {}", m.text()))
-                    .unwrap_or_default();
-                pubb.key_comment(format!(
-                    "{}: address {}{mask} (iface {})",
-                    o.at,
-                    o.text(),
-                    i.name
-                ));
-                pubb.str("address", &net.to_string());
-            }
+            (Public::Known { .. }, Some((i, o, net))) => pinned_address(&mut pubb, i, o, net),
             (Public::Known { ip, from }, _) => {
                 pubb.key_comment(format!(
                     "{from}\n\
@@ -296,17 +285,7 @@ impl<'s> Builder<'s, '_> {
             .private
             .and_then(|i| Some((i, i.net?, i.opt("address")?)));
         if let Some((i, net, o)) = ifpriv {
-            let mask = i
-                .opt("netmask")
-                .map(|m| format!(", netmask {}", m.text()))
-                .unwrap_or_default();
-            privb.key_comment(format!(
-                "{}: address {}{mask} (iface {})",
-                o.at,
-                o.text(),
-                i.name
-            ));
-            privb.str("address", &net.to_string());
+            pinned_address(&mut privb, i, o, net);
             return vec![pubb, privb];
         }
         match lan {
@@ -347,4 +326,20 @@ impl<'s> Builder<'s, '_> {
         }
         vec![pubb, privb]
     }
+}
+
+/// `address = "NET"`, with a comment naming the interfaces-file line (and
+/// netmask) it comes from.
+fn pinned_address(b: &mut Block, i: &Iface, o: &Opt, net: Ipv4Net) {
+    let mask = i
+        .opt("netmask")
+        .map(|m| format!(", netmask {}", m.text()))
+        .unwrap_or_default();
+    b.key_comment(format!(
+        "{}: address {}{mask} (iface {})",
+        o.at,
+        o.text(),
+        i.name
+    ));
+    b.str("address", &net.to_string());
 }
