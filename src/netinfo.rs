@@ -595,24 +595,13 @@ mod tests {
 
     #[test]
     fn summary_table_lines_up() {
-        let mut eth1 = link(3, "eth1", true);
-        eth1.mac = Some(Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]));
-        let mut eth0 = link(2, "eth0", true);
-        eth0.carrier = false;
-        let snap = Snapshot {
-            links: vec![link(1, "lo", true), eth0, eth1, link(4, "eth2", false)],
-            addrs: vec![
-                addr(1, "127.0.0.1/8", false),
-                addr(2, "192.168.1.254/24", false),
-                addr(3, "203.0.113.210/24", false),
-                addr(3, "203.0.113.211/24", true),
-            ],
-            default_route: Some(DefaultRoute {
-                gateway: Some(Ipv4Addr::new(203, 0, 113, 253)),
-                oif: 3,
-                metric: 0,
-            }),
-        };
+        // The origin box, eth0 without carrier, eth1 with a MAC and a
+        // secondary address, and a down eth2.
+        let mut snap = origin_box();
+        snap.links[1].carrier = false;
+        snap.links[2].mac = Some(Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+        snap.links.push(link(4, "eth2", false));
+        snap.addrs.push(addr(3, "203.0.113.211/24", true));
         assert_eq!(
             format_summary(&summary(&snap)),
             "lo    up              -                  127.0.0.1/8\n\
