@@ -9,8 +9,6 @@ use super::InvalidInput;
 use crate::cli::ImportArgs;
 use crate::import::{self, HEADER, Inputs};
 use anyhow::Context;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
@@ -94,20 +92,6 @@ fn refuse_to_clobber(path: &Path) -> anyhow::Result<()> {
 
 /// Write through a temporary file and rename, so a crash leaves the old file or the new one.
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    crate::paths::replace_file(path, text.as_bytes(), 0o640)
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -13,7 +13,6 @@
 
 use nftables::schema::Nftables;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 
 /// The record's file name in the state directory.
@@ -125,13 +124,8 @@ impl Applied {
     /// crash leaves the old record or the new one, never half of one.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(FILE);
-        let tmp = dir.join(format!("{FILE}.tmp"));
         let text = serde_json::to_string(self).map_err(std::io::Error::other)?;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
+        crate::paths::replace_file(&dir.join(FILE), text.as_bytes(), 0o644)
     }
 }
 
