@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod deadline;
 pub mod dhcp;
+pub mod errors;
 pub mod firewall;
 pub mod health;
 pub mod import;

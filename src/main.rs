@@ -9,8 +9,8 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}", commands::render_error(&e));
-            ExitCode::from(commands::exit_code(&e))
+            eprintln!("{}", headnode::errors::render(&e));
+            ExitCode::from(headnode::errors::exit_code(&e))
         }
     }
 }

@@ -92,6 +92,11 @@ fn refuse_to_clobber(path: &Path) -> anyhow::Result<()> {
 
 /// Write through a temporary file and rename, so a crash leaves the old file or the new one.
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
-    crate::paths::replace_file(path, text.as_bytes(), 0o640)
-        .with_context(|| format!("cannot write {}", path.display()))
+    crate::paths::atomic_write(
+        path,
+        text.as_bytes(),
+        0o640,
+        crate::paths::Existing::Replace,
+    )
+    .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -12,9 +12,7 @@ use crate::netinfo::{self, Link, Snapshot};
 use anyhow::Context;
 use ipnet::Ipv4Net;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// The written file's mode: the config names hosts and the firewall, so not world-readable.
@@ -546,7 +544,7 @@ pub fn render(p: &Plan) -> String {
 
 /// Write `text` to `path` with mode 0640, creating the parent directory.
 /// Without `force` an existing file is an error; with it the file is replaced
-/// atomically (temp file + rename), so a crash never leaves half a config.
+/// atomically (`paths::atomic_write`), so a crash never leaves half a config.
 fn write_config(path: &Path, text: &str, force: bool) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
@@ -562,33 +560,12 @@ fn write_config(path: &Path, text: &str, force: bool) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let tmp = path.with_file_name(format!(
-        ".{}.init-{}",
-        path.file_name()
-            .map_or("headnode.toml".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(MODE)
-            .open(&tmp)?;
-        // The umask may have taken bits off; the mode is part of the contract.
-        f.set_permissions(std::fs::Permissions::from_mode(MODE))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        if force {
-            std::fs::rename(&tmp, path)
-        } else {
-            // A hard link fails if the file appeared meanwhile: never clobber it.
-            std::fs::hard_link(&tmp, path)?;
-            std::fs::remove_file(&tmp)
-        }
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    let existing = if force {
+        crate::paths::Existing::Replace
+    } else {
+        crate::paths::Existing::Keep
+    };
+    let result = crate::paths::atomic_write(path, text.as_bytes(), MODE, existing);
     match result {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && !force => {
             Err(InvalidInput(format!(

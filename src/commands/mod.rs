@@ -20,10 +20,7 @@ use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
 use std::path::Path;
 
-/// An error caused by what the user gave us (config, flags), exit code 1.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidInput(pub String);
+pub(crate) use crate::errors::InvalidInput;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let path = cli.config.as_path();
@@ -50,34 +47,8 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Ok(config::load(path)?)
 }
 
-/// Load the config and fill in the public address when it says `"auto"`.
+/// Load the config and fill in the public address from the interface when
+/// it says `"auto"`.
 pub fn load_resolved(path: &Path) -> anyhow::Result<Config> {
-    let mut cfg = load_config(path)?;
-    if cfg.public.address.is_none() {
-        let name = cfg.public.name.clone();
-        let a = crate::netinfo::ipv4_of(&name).ok_or_else(|| {
-            anyhow::anyhow!(
-                "interfaces.public.address is \"auto\" but {name} has no IPv4 address; \
-                 configure the interface or write the address in the config"
-            )
-        })?;
-        cfg.resolve_public(a);
-    }
-    Ok(cfg)
-}
-
-/// How an error is shown: config diagnostics as they are (they already name
-/// file, line and field), anything else with its full cause chain.
-pub fn render_error(e: &anyhow::Error) -> String {
-    match e.downcast_ref::<config::LoadError>() {
-        Some(config::LoadError::Invalid(errs)) => errs.to_string(),
-        _ => format!("headnode: {e:#}"),
-    }
-}
-
-pub fn exit_code(e: &anyhow::Error) -> u8 {
-    let input = e.chain().any(|c| {
-        c.is::<InvalidInput>() || c.is::<config::LoadError>() || c.is::<config::ConfigErrors>()
-    });
-    if input { 1 } else { 2 }
+    config::load_resolved(path, crate::netinfo::ipv4_of)
 }

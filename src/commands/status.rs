@@ -53,7 +53,7 @@ pub fn run(path: &Path, args: &JsonArgs) -> anyhow::Result<()> {
         .map_or(json!({ "serving": false }), |d| d["dhcp"].clone());
     status["leases"] = daemon.as_ref().map_or(json!([]), |d| d["leases"].clone());
     if let Err(e) = &cfg {
-        status["config_error"] = json!(crate::commands::render_error(e));
+        status["config_error"] = json!(crate::errors::render(e));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -85,6 +85,33 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     Ok(parse(&text, path)?)
 }
 
+/// The public address is `"auto"` and its interface has none (yet).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interfaces.public.address is \"auto\" but {interface} has no IPv4 address; \
+     configure the interface or write the address in the config"
+)]
+pub struct Unresolved {
+    pub interface: String,
+}
+
+/// Read and validate the config at `path`, then fill in the public address
+/// with `resolve(interface name)` when the config says `"auto"`. The lookup
+/// is passed in so that this module never reads the kernel itself.
+pub fn load_resolved(
+    path: &Path,
+    resolve: impl FnOnce(&str) -> Option<ipnet::Ipv4Net>,
+) -> anyhow::Result<Config> {
+    let mut cfg = load(path)?;
+    if cfg.public.address.is_none() {
+        let a = resolve(&cfg.public.name).ok_or_else(|| Unresolved {
+            interface: cfg.public.name.clone(),
+        })?;
+        cfg.resolve_public(a);
+    }
+    Ok(cfg)
+}
+
 /// Validate config text; `path` is only used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     validate::parse(text, path).map_err(|diagnostics| ConfigErrors {

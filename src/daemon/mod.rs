@@ -52,7 +52,7 @@ struct ControlMsg {
 }
 
 pub async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let cfg = Arc::new(crate::commands::load_resolved(&path)?);
+    let cfg = Arc::new(config::load_resolved(&path, crate::netinfo::ipv4_of)?);
     let started = Instant::now();
     // Bind the control socket first: a second daemon stops here, before it
     // touches the firewall the first one manages.

@@ -2,9 +2,8 @@
 //! start, timer (drift repair), health change, reload, status, stop.
 
 use crate::balancer;
-use crate::commands::load_resolved as load;
-use crate::config::Config;
 use crate::config::model::{Backend, VirtualService};
+use crate::config::{self, Config};
 use crate::dhcp::{self, DhcpError};
 use crate::firewall::applied::{self, Applied, Comparison};
 use crate::firewall::nft::{Nft, NftError};
@@ -257,12 +256,12 @@ impl Running {
     /// Re-read the config; an invalid one is logged with every error and
     /// changes nothing. Returns whether the new config is now in effect.
     pub(super) async fn reload(&mut self, path: &Path) -> bool {
-        let cfg = match load(path) {
+        let cfg = match config::load_resolved(path, crate::netinfo::ipv4_of) {
             Ok(cfg) => Arc::new(cfg),
             Err(e) => {
                 error!(
                     "reload rejected, keeping the running config:\n{}",
-                    crate::commands::render_error(&e)
+                    crate::errors::render(&e)
                 );
                 return false;
             }

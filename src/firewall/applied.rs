@@ -120,12 +120,17 @@ impl Applied {
         }
     }
 
-    /// Write the record to `dir` atomically (temp file, fsync, rename), so a
+    /// Write the record to `dir` atomically (`paths::atomic_write`), so a
     /// crash leaves the old record or the new one, never half of one.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let text = serde_json::to_string(self).map_err(std::io::Error::other)?;
-        crate::paths::replace_file(&dir.join(FILE), text.as_bytes(), 0o644)
+        crate::paths::atomic_write(
+            &dir.join(FILE),
+            text.as_bytes(),
+            0o644,
+            crate::paths::Existing::Replace,
+        )
     }
 }
 

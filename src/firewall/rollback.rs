@@ -89,10 +89,14 @@ pub fn load(_lock: &Lock) -> Result<Option<Pending>, RollbackError> {
 
 pub fn save(_lock: &Lock, p: &Pending) -> Result<(), RollbackError> {
     let path = file();
-    let tmp = path.with_extension("tmp");
     let text = serde_json::to_string(p).unwrap_or_default();
-    std::fs::write(&tmp, text).map_err(state_err(tmp.clone()))?;
-    std::fs::rename(&tmp, &path).map_err(state_err(path))
+    crate::paths::atomic_write(
+        &path,
+        text.as_bytes(),
+        0o600,
+        crate::paths::Existing::Replace,
+    )
+    .map_err(state_err(path))
 }
 
 pub fn remove(_lock: &Lock) -> Result<(), RollbackError> {
