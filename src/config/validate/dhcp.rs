@@ -1,0 +1,147 @@
+//! `[dhcp]` and `[dhcp.pool]`.
+
+use super::Validator;
+use crate::config::model::*;
+use crate::config::raw::*;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+impl Validator<'_> {
+    pub(super) fn dhcp(
+        &mut self,
+        raw: &RawDhcp,
+        private: Option<&PrivateIface>,
+        hosts: &[Host],
+    ) -> Option<Dhcp> {
+        let lease_time = raw
+            .lease_time
+            .as_ref()
+            .and_then(|d| self.duration(d, "dhcp.lease_time"))
+            .unwrap_or(Duration::from_secs(12 * 3600));
+        let max_lease_time = raw
+            .max_lease_time
+            .as_ref()
+            .and_then(|d| self.duration(d, "dhcp.max_lease_time"))
+            .unwrap_or(lease_time.max(Duration::from_secs(24 * 3600)));
+        if let Some(m) = &raw.max_lease_time
+            && max_lease_time < lease_time
+        {
+            self.err(
+                m.span(),
+                "dhcp.max_lease_time",
+                "is shorter than dhcp.lease_time".into(),
+                Some("max_lease_time caps what a client may ask for; make it at least lease_time"),
+            );
+        }
+        let routers = match &raw.routers {
+            Some(l) => self.addrs(l, "dhcp.routers"),
+            None => private.map(|p| vec![p.address.addr()]).unwrap_or_default(),
+        };
+        let dns_servers = self.addrs(&raw.dns_servers, "dhcp.dns_servers");
+        let ntp_servers = self.addrs(&raw.ntp_servers, "dhcp.ntp_servers");
+        let domain_name = raw
+            .domain_name
+            .as_ref()
+            .and_then(|s| self.domain(s, "dhcp.domain_name"));
+        let domain_search = raw
+            .domain_search
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.domain(s, &format!("dhcp.domain_search[{i}]")))
+            .collect();
+        let next_server = raw
+            .next_server
+            .as_ref()
+            .and_then(|s| self.ipv4(s, "dhcp.next_server"));
+        let filename = raw
+            .filename
+            .as_ref()
+            .and_then(|s| self.text(s, "dhcp.filename", 127));
+        let lease_file = raw
+            .lease_file
+            .as_ref()
+            .and_then(|s| self.text(s, "dhcp.lease_file", 4096))
+            .unwrap_or_else(|| {
+                crate::paths::state_dir()
+                    .join("leases")
+                    .display()
+                    .to_string()
+            });
+        let pool = raw.pool.as_ref().and_then(|p| self.pool(p, private, hosts));
+        Some(Dhcp {
+            enabled: raw.enabled.unwrap_or(true),
+            lease_time,
+            max_lease_time,
+            routers,
+            dns_servers,
+            domain_name,
+            domain_search,
+            ntp_servers,
+            next_server,
+            filename,
+            lease_file: lease_file.into(),
+            allow_default_route_interface: raw.allow_default_route_interface.unwrap_or(false),
+            pool,
+        })
+    }
+
+    fn pool(
+        &mut self,
+        raw: &S<RawPool>,
+        private: Option<&PrivateIface>,
+        hosts: &[Host],
+    ) -> Option<Pool> {
+        let p = raw.get_ref();
+        let start = self.ipv4(&p.start, "dhcp.pool.start")?;
+        let end = self.ipv4(&p.end, "dhcp.pool.end")?;
+        if start > end {
+            self.err(
+                p.end.span(),
+                "dhcp.pool.end",
+                format!("{end} comes before the pool start {start}"),
+                Some("write the lower address as start"),
+            );
+            return None;
+        }
+        let pool = Pool { start, end };
+        if let Some(pr) = private {
+            let net = pr.address.trunc();
+            let inside =
+                |a: Ipv4Addr| net.contains(&a) && a != net.network() && a != net.broadcast();
+            if !inside(start) || !inside(end) {
+                self.err(
+                    raw.span(),
+                    "dhcp.pool",
+                    format!("{start}-{end} is not inside the usable addresses of {net}"),
+                    Some(&format!(
+                        "use addresses between {} and {}",
+                        net.hosts().next().unwrap_or(net.network()),
+                        net.hosts().last().unwrap_or(net.broadcast())
+                    )),
+                );
+            } else if pool.contains(pr.address.addr()) {
+                self.err(
+                    raw.span(),
+                    "dhcp.pool",
+                    format!(
+                        "{start}-{end} contains the head node's own address {}",
+                        pr.address.addr()
+                    ),
+                    Some("end the pool before the head node's address"),
+                );
+            }
+        }
+        for h in hosts.iter().filter(|h| pool.contains(h.address)) {
+            self.err(
+                raw.span(),
+                "dhcp.pool",
+                format!(
+                    "{start}-{end} overlaps the reservation of host \"{}\" ({}, line {})",
+                    h.name, h.address, h.line
+                ),
+                Some("keep fixed addresses outside the dynamic pool"),
+            );
+        }
+        Some(pool)
+    }
+}
