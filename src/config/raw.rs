@@ -218,7 +218,7 @@ pub struct RawRealFull {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealth {
-    /// `tcp`, `http` or `none`.
+    /// `tcp` or `http`; without a `health` table no check runs.
     pub check: S<String>,
     pub interval: Option<S<RawDuration>>,
     pub timeout: Option<S<RawDuration>>,

@@ -569,3 +569,143 @@ impl VirtualCommon {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::cases::{check_all, check_among, lan};
+
+    /// A `[[balancer.virtual]]` for tcp to the public address, port 80, with
+    /// `rest` added.
+    fn public_80(rest: &str) -> String {
+        format!("[[balancer.virtual]]\nproto = \"tcp\"\naddress = \"public\"\nport = 80\n{rest}")
+    }
+
+    /// A `public_80` service with one real server written as `real`.
+    fn real(real: &str) -> String {
+        lan(&public_80(&format!("real = [{real}] # <-\n")))
+    }
+
+    /// A `public_80` service with a health check written as `health`.
+    fn health(health: &str) -> String {
+        lan(&public_80(&format!(
+            "real = [\"192.168.1.10\"]\nhealth = {{ {health} }} # <-\n"
+        )))
+    }
+
+    /// A `[[service]]` named `name` on `port` with one real server.
+    fn service(name: &str, port: u16, rest: &str) -> String {
+        format!("[[service]]\nname = \"{name}\"\nport = {port}\nreal = [\"192.168.1.10\"]\n{rest}")
+    }
+
+    #[test]
+    fn diagnostics() {
+        check_all(&[
+            (
+                lan(
+                    "[[balancer.virtual]]\nproto = \"icmp\" # <-\naddress = \"public\"\nport = 80\nreal = [\"192.168.1.10:80\"]\n",
+                ),
+                "balancer.virtual[0].proto",
+                "IPVS balances tcp or udp",
+            ),
+            (
+                lan("[[balancer.virtual]] # <-\nproto = \"tcp\"\nreal = [\"192.168.1.10:80\"]\n"),
+                "balancer.virtual[0]",
+                "a virtual service needs either fwmark, or proto + address + port",
+            ),
+            (
+                lan(&(public_80("real = [\"192.168.1.10\"]\n")
+                    + &public_80("real = [\"192.168.1.11\"]\n").replacen("]]", "]] # <-", 1))),
+                "balancer.virtual[1]",
+                "virtual service TCP 203.0.113.210:80 is already defined on line 9",
+            ),
+            (
+                lan(&public_80(
+                    "real = [\"192.168.1.10\"]\nscheduler = \"fastest\" # <-\n",
+                )),
+                "balancer.virtual[0].scheduler",
+                "\"fastest\" is not an IPVS scheduler",
+            ),
+            (
+                lan(&public_80("").replacen("]]", "]] # <-", 1)),
+                "balancer.virtual[0].real",
+                "no real servers",
+            ),
+            (
+                lan(&public_80(
+                    "real = [\n  \"192.168.1.10\",\n  \"192.168.1.10:80\", # <-\n]\n",
+                )),
+                "balancer.virtual[0].real[1]",
+                "192.168.1.10:80 is listed twice",
+            ),
+            (
+                lan(&public_80(
+                    "real = [\"192.168.1.10\"]\nsorry_server = \"192.168.1.50:http\" # <-\n",
+                )),
+                "balancer.virtual[0].sorry_server",
+                "\"192.168.1.50:http\" needs a port",
+            ),
+            (
+                real("\"192.168.1.10:0\""),
+                "balancer.virtual[0].real[0]",
+                "\"192.168.1.10:0\": port \"0\" is not 1-65535",
+            ),
+            (
+                real("{ host = \"192.168.1.10\", port = 70000 }"),
+                "balancer.virtual[0].real[0]",
+                "port 70000 is out of range",
+            ),
+            (
+                real("{ host = \"192.168.1.10\", weight = -1 }"),
+                "balancer.virtual[0].real[0]",
+                "weight -1 is out of range",
+            ),
+            (
+                real("{ host = \"192.168.1.10\", upper_threshold = 65536 }"),
+                "balancer.virtual[0].real[0]",
+                "upper_threshold 65536 is out of range",
+            ),
+            (
+                real("{ host = \"192.168.1.10\", lower_threshold = 65536 }"),
+                "balancer.virtual[0].real[0]",
+                "lower_threshold 65536 is out of range",
+            ),
+            (
+                health("check = \"http\", path = \"health\""),
+                "balancer.virtual[0].health.path",
+                "\"health\" is not an HTTP path",
+            ),
+            (
+                health("check = \"none\""),
+                "balancer.virtual[0].health.check",
+                "\"none\" is not a health check",
+            ),
+            (
+                health("check = \"tcp\", interval = \"1s\", timeout = \"2s\""),
+                "balancer.virtual[0].health.timeout",
+                "timeout 2s is longer than the interval 1s",
+            ),
+            (
+                lan(&format!(
+                    "{}[[service]]\nname = \"web\" # <-\nport = 81\nreal = [\"192.168.1.10\"]\n",
+                    service("web", 80, "")
+                )),
+                "service[1].name",
+                "service \"web\" is already defined on line 9",
+            ),
+            (
+                lan(&service("ping", 80, "proto = \"icmp\" # <-\n")),
+                "service[0].proto",
+                "a service is tcp or udp",
+            ),
+        ]);
+        // A fwmark service has no port to lend its real servers. Its mark
+        // then counts as unused, as the service is not valid.
+        let fwmark_1 = "[[firewall.mark]]\nmark = 1\nproto = \"tcp\"\nports = [80]\n\n\
+                        [[balancer.virtual]]\nfwmark = 1\nreal = [\"192.168.1.10\"] # <-\n";
+        check_among(
+            &lan(fwmark_1),
+            "balancer.virtual[0].real[0]",
+            "real server \"192.168.1.10\" needs a port",
+        );
+    }
+}

@@ -84,3 +84,34 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::cases::{check_all, lan};
+
+    #[test]
+    fn diagnostics() {
+        let mark_5 = "[[firewall.mark]]\nmark = 5\nproto = \"tcp\"\nports = [80]\n";
+        let fwmark_5 = "[[balancer.virtual]]\nfwmark = 5\nreal = [\"192.168.1.10:80\"]\n";
+        check_all(&[
+            (
+                lan(&mark_5.replace("mark = 5", "mark = 5 # <-")),
+                "firewall.mark[0].mark",
+                "mark 5 is set here but no balancer service uses fwmark 5",
+            ),
+            (
+                lan(&fwmark_5.replace("fwmark = 5", "fwmark = 5 # <-")),
+                "balancer.virtual[0].fwmark",
+                "no firewall mark sets mark 5, so this service gets no packets",
+            ),
+            (
+                lan(&format!(
+                    "{mark_5}{fwmark_5}[[service]]\nname = \"web\"\nport = 8080\n\
+                     real = [\"192.168.1.10\"]\nmark = 5 # <-\n"
+                )),
+                "service[0].mark",
+                "mark 5 is already used elsewhere in this file",
+            ),
+        ]);
+    }
+}

@@ -145,3 +145,47 @@ impl Validator<'_> {
         Some(pool)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::cases::{check_all, lan};
+
+    #[test]
+    fn diagnostics() {
+        let pool = |start: &str, end: &str| {
+            lan(&format!(
+                "[dhcp.pool] # <-\nstart = \"192.168.1.{start}\"\nend = \"192.168.1.{end}\"\n"
+            ))
+        };
+        check_all(&[
+            (
+                lan("[dhcp]\nlease_time = \"2h\"\nmax_lease_time = \"1h\" # <-\n"),
+                "dhcp.max_lease_time",
+                "is shorter than dhcp.lease_time",
+            ),
+            (
+                lan("[dhcp.pool]\nstart = \"192.168.1.210\"\nend = \"192.168.1.200\" # <-\n"),
+                "dhcp.pool.end",
+                "192.168.1.200 comes before the pool start 192.168.1.210",
+            ),
+            (
+                pool("200", "255"),
+                "dhcp.pool",
+                "192.168.1.200-192.168.1.255 is not inside the usable addresses of 192.168.1.0/24",
+            ),
+            (
+                pool("200", "254"),
+                "dhcp.pool",
+                "192.168.1.200-192.168.1.254 contains the head node's own address 192.168.1.254",
+            ),
+            (
+                lan(
+                    "[[host]]\nname = \"node1\"\nmac = \"00:12:34:56:78:91\"\naddress = \"192.168.1.101\"\n\
+                     [dhcp.pool] # <-\nstart = \"192.168.1.100\"\nend = \"192.168.1.110\"\n",
+                ),
+                "dhcp.pool",
+                "overlaps the reservation of host \"node1\" (192.168.1.101, line 9)",
+            ),
+        ]);
+    }
+}

@@ -210,3 +210,48 @@ fn default_policies() -> BTreeMap<(Zone, Zone), Action> {
         ((Loc, Fw), Action::Reject),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::cases::{check_all, lan};
+
+    #[test]
+    fn diagnostics() {
+        let forward = |rest: &str| {
+            lan(&format!(
+                "[[firewall.forward]]\nto = \"192.168.1.10\"\n{rest}"
+            ))
+        };
+        check_all(&[
+            (
+                lan(
+                    "[[firewall.policy]]\nfrom = \"loc\"\nto = \"loc\" # <-\naction = \"accept\"\n",
+                ),
+                "firewall.policy[0].to",
+                "a policy from loc to itself has no effect",
+            ),
+            (
+                lan("[[firewall.rule]]\naction = \"accept\"\nfrom = \"net\"\nto = \"net\" # <-\n"),
+                "firewall.rule[0].to",
+                "a rule from net to net never matches",
+            ),
+            (
+                forward("proto = \"icmp\" # <-\nport = 80\n"),
+                "firewall.forward[0].proto",
+                "port forwards need tcp or udp",
+            ),
+            (
+                forward("proto = \"tcp\"\nport = \"8000-8010\"\nto_port = 80 # <-\n"),
+                "firewall.forward[0].to_port",
+                "a port range is forwarded to the same ports; to_port needs a single port",
+            ),
+            (
+                lan(
+                    "[[firewall.rule]]\naction = \"accept\"\nfrom = \"net\"\nto = \"fw\"\nports = [22] # <-\n",
+                ),
+                "firewall.rule[0].ports",
+                "ports need proto = \"tcp\" or \"udp\"",
+            ),
+        ]);
+    }
+}

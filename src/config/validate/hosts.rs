@@ -144,3 +144,79 @@ impl<'a> Validator<'a> {
         Some(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::cases::{check_all, lan};
+
+    /// A `[[host]]` block (the first in a case starts on line 9), with the
+    /// line of the key `marked` marked as the one a diagnostic points at.
+    fn host(name: &str, mac: &str, address: &str, marked: &str) -> String {
+        [("name", name), ("mac", mac), ("address", address)]
+            .iter()
+            .fold("[[host]]\n".to_string(), |t, (k, v)| {
+                let mark = if *k == marked { " # <-" } else { "" };
+                format!("{t}{k} = \"{v}\"{mark}\n")
+            })
+    }
+
+    #[test]
+    fn diagnostics() {
+        let node1 = host("node1", "00:12:34:56:78:91", "192.168.1.101", "");
+        let second =
+            |name, mac, address, marked| lan(&(node1.clone() + &host(name, mac, address, marked)));
+        let address = |a| lan(&host("node1", "00:12:34:56:78:91", a, "address"));
+        check_all(&[
+            (
+                lan(&host(
+                    "node_1",
+                    "00:12:34:56:78:91",
+                    "192.168.1.101",
+                    "name",
+                )),
+                "host[0].name",
+                "\"node_1\" is not a valid host name",
+            ),
+            (
+                second("node1", "00:12:34:56:78:92", "192.168.1.102", "name"),
+                "host[1].name",
+                "host name \"node1\" is already used on line 9",
+            ),
+            (
+                second("node2", "00:12:34:56:78:91", "192.168.1.102", "mac"),
+                "host[1].mac",
+                "MAC 00:12:34:56:78:91 is already reserved on line 9",
+            ),
+            (
+                lan(&host("node1", "01:12:34:56:78:91", "192.168.1.101", "mac")),
+                "host[0].mac",
+                "\"01:12:34:56:78:91\" is not a MAC address: it is a multicast address",
+            ),
+            (
+                second("node2", "00:12:34:56:78:92", "192.168.1.101", "address"),
+                "host[1].address",
+                "192.168.1.101 is already reserved on line 9",
+            ),
+            (
+                address("10.0.0.1"),
+                "host[0].address",
+                "10.0.0.1 is outside the private subnet 192.168.1.0/24",
+            ),
+            (
+                address("192.168.1.0"),
+                "host[0].address",
+                "192.168.1.0 is the network address of 192.168.1.0/24",
+            ),
+            (
+                address("192.168.1.255"),
+                "host[0].address",
+                "192.168.1.255 is the broadcast address of 192.168.1.0/24",
+            ),
+            (
+                address("192.168.1.254"),
+                "host[0].address",
+                "192.168.1.254 is the head node's own address",
+            ),
+        ]);
+    }
+}

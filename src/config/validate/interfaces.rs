@@ -123,3 +123,49 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::cases::{check_all, interfaces_with};
+
+    #[test]
+    fn diagnostics() {
+        let private =
+            |address: &str| interfaces_with("\"192.168.1.254/24\"", &format!("\"{address}\" # <-"));
+        check_all(&[
+            (
+                interfaces_with("name = \"eth0\"", "name = \"eth1\" # <-"),
+                "interfaces.private.name",
+                "\"eth1\" is also the public interface",
+            ),
+            (
+                interfaces_with(
+                    "address = \"203.0.113.210/24\"",
+                    "address = \"203.0.113.210/24\"\naddress6 = \"2001:db8::zz\" # <-",
+                ),
+                "interfaces.public.address6",
+                "\"2001:db8::zz\" is not an IPv6 address",
+            ),
+            (
+                private("192.168.1.254/31"),
+                "interfaces.private.address",
+                "a /31 leaves no room for cluster nodes",
+            ),
+            (
+                private("192.168.1.255/24"),
+                "interfaces.private.address",
+                "192.168.1.255 is the network or broadcast address of 192.168.1.0/24",
+            ),
+            (
+                private("203.0.113.1/24"),
+                "interfaces.private.address",
+                "203.0.113.0/24 overlaps the public network 203.0.113.0/24",
+            ),
+            (
+                interfaces_with("name = \"eth1\"", "name = \"eth*\" # <-"),
+                "interfaces.public.name",
+                "\"eth*\" is not a valid interface name",
+            ),
+        ]);
+    }
+}

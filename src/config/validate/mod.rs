@@ -250,6 +250,72 @@ fn enclosing_table(text: &str, offset: usize) -> String {
         )
 }
 
+/// The per-diagnostic tests of every section: each case is a whole config
+/// that must give exactly one diagnostic, on the line marked `# <-`, with
+/// the expected field and a fragment of the expected message.
+#[cfg(test)]
+pub(super) mod cases {
+    use super::super::{Diagnostic, test_text::INTERFACES};
+    use std::path::Path;
+
+    /// `snippet` after the origin box's two interfaces (eth1 203.0.113.210/24
+    /// public, eth0 192.168.1.254/24 private), which take lines 1-8.
+    pub fn lan(snippet: &str) -> String {
+        format!("{INTERFACES}{snippet}")
+    }
+
+    /// The origin box's interfaces with `old` written as `new`.
+    pub fn interfaces_with(old: &str, new: &str) -> String {
+        assert!(INTERFACES.contains(old), "{old} is not in the interfaces");
+        INTERFACES.replacen(old, new, 1)
+    }
+
+    /// The one diagnostic `text` gives, checked against the marked line,
+    /// `field` and `message`.
+    pub fn check(text: &str, field: &str, message: &str) -> Diagnostic {
+        let line = marked_line(text);
+        let diags = match super::parse(text, Path::new("case.toml")) {
+            Ok(_) => panic!("no diagnostic for:\n{text}"),
+            Err(d) => d,
+        };
+        match <[Diagnostic; 1]>::try_from(diags) {
+            Ok([d]) if d.field == field && d.line == line && d.message.contains(message) => d,
+            other => panic!(
+                "expected one diagnostic on {field}, line {line}, with {message:?}; got {other:#?}\nfor:\n{text}"
+            ),
+        }
+    }
+
+    /// The diagnostic `text` gives on the marked line and `field`, for the
+    /// cases where a second one follows from the first.
+    pub fn check_among(text: &str, field: &str, message: &str) -> Diagnostic {
+        let line = marked_line(text);
+        let diags = super::parse(text, Path::new("case.toml")).err();
+        let found = diags
+            .iter()
+            .flatten()
+            .find(|d| d.field == field && d.line == line);
+        match found {
+            Some(d) if d.message.contains(message) => d.clone(),
+            _ => panic!("no diagnostic on {field}, line {line}, with {message:?} in {diags:#?}"),
+        }
+    }
+
+    fn marked_line(text: &str) -> usize {
+        text.lines()
+            .position(|l| l.contains("# <-"))
+            .unwrap_or_else(|| panic!("no line marked `# <-` in:\n{text}"))
+            + 1
+    }
+
+    /// `check` on each (text, field, message) row.
+    pub fn check_all(cases: &[(String, &str, &str)]) {
+        for (text, field, message) in cases {
+            check(text, field, message);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,5 +500,42 @@ mod tests {
         let inline = format!("host = [{{ name = \"a\" }}]\n{base}");
         assert!(!sections_take(&inline, 0));
         assert!(!sections_take(&base, 4));
+    }
+
+    #[test]
+    fn diagnostics() {
+        use super::cases::{check, lan};
+        check(
+            "# <-\n[dhcp]\nenabled = true\n",
+            "interfaces",
+            "the [interfaces] table is missing",
+        );
+        // Errors the TOML parser finds point at the enclosing table, with a
+        // hint for a misspelt key and for a value of the wrong shape.
+        let typo = check(
+            &lan("[dhcp]\nleas_time = \"1h\" # <-\n"),
+            "[dhcp]",
+            "unknown field `leas_time`",
+        );
+        assert!(typo.hint.unwrap().contains("did you mean `lease_time`?"));
+        let unknown = check(
+            &lan("[dhcp]\ncolour = \"blue\" # <-\n"),
+            "[dhcp]",
+            "unknown field `colour`",
+        );
+        assert!(unknown.hint.unwrap().contains("check the spelling"));
+        let shape = check(
+            &lan("[dhcp]\nlease_time = true # <-\n"),
+            "[dhcp]",
+            "did not match any variant",
+        );
+        assert!(shape.hint.unwrap().contains("accepted forms"));
+        let syntax = check(
+            &lan("[dhcp]\nlease_time = \"1h # <-\n"),
+            "[dhcp]",
+            "invalid basic string",
+        );
+        assert_eq!(syntax.hint, None);
+        check("lease_time = 1 # <-\n", "top level", "unknown field");
     }
 }

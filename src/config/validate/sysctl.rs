@@ -46,3 +46,24 @@ impl Validator<'_> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::cases::{check_all, lan};
+
+    #[test]
+    fn diagnostics() {
+        check_all(&[
+            (
+                lan("[sysctl]\nnet = 1 # <-\n"),
+                "sysctl.\"net\"",
+                "\"net\" is not a sysctl name",
+            ),
+            (
+                lan("[sysctl]\n\"net.ipv4.ip_forward\" = 0 # <-\n"),
+                "sysctl.\"net.ipv4.ip_forward\"",
+                "a head node must forward between its interfaces",
+            ),
+        ]);
+    }
+}

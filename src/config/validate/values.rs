@@ -430,4 +430,103 @@ mod tests {
         assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("5 weeks"), None);
     }
+
+    /// One case per diagnostic the value parsers give, each through a
+    /// section that uses the parser.
+    #[test]
+    fn diagnostics() {
+        use super::super::cases::{check, check_all, interfaces_with, lan};
+        let forward = |extra: &str| {
+            lan(&format!(
+                "[[firewall.forward]]\nproto = \"tcp\"\nto = \"192.168.1.10\"\n{extra}"
+            ))
+        };
+        check_all(&[
+            (
+                lan("[dhcp]\nnext_server = \"1.2.3\" # <-\n"),
+                "dhcp.next_server",
+                "\"1.2.3\" is not an IPv4 address: expected four numbers separated by dots",
+            ),
+            (
+                interfaces_with("\"192.168.1.254/24\"", "\"192.168.1.254\" # <-"),
+                "interfaces.private.address",
+                "\"192.168.1.254\" has no prefix length",
+            ),
+            (
+                interfaces_with("\"203.0.113.210/24\"", "\"203.0.113.300/24\" # <-"),
+                "interfaces.public.address",
+                "\"203.0.113.300/24\" is not an IPv4 address: a part is above 255",
+            ),
+            (
+                interfaces_with("\"192.168.1.254/24\"", "\"192.168.1.254/33\" # <-"),
+                "interfaces.private.address",
+                "\"192.168.1.254/33\": prefix length \"33\" is not 1-32",
+            ),
+            (
+                lan(
+                    "[[firewall.rule]]\naction = \"accept\"\nfrom = \"net\"\nto = \"loc\"\nsource = \"nowhere\" # <-\n",
+                ),
+                "firewall.rule[0].source",
+                "\"nowhere\" is neither an address, a network nor a host name",
+            ),
+            (
+                forward("port = 2222\nto_port = 0 # <-\n"),
+                "firewall.forward[0].to_port",
+                "port 0 is out of range",
+            ),
+            (
+                forward("port = 70000 # <-\n"),
+                "firewall.forward[0].port",
+                "port 70000 is out of range",
+            ),
+            (
+                forward("port = \"80-70\" # <-\n"),
+                "firewall.forward[0].port",
+                "\"80-70\" is not a port or port range",
+            ),
+            (
+                lan("[dhcp]\nlease_time = \"0s\" # <-\n"),
+                "dhcp.lease_time",
+                "\"0s\" is not a positive duration",
+            ),
+            (
+                lan("[dhcp]\nlease_time = -5 # <-\n"),
+                "dhcp.lease_time",
+                "-5 is not a positive duration",
+            ),
+            (
+                lan("[[firewall.mark]]\nmark = 0 # <-\n"),
+                "firewall.mark[0].mark",
+                "0 is out of range",
+            ),
+            (
+                lan("[balancer]\nbackend = \"lvs\" # <-\n"),
+                "balancer.backend",
+                "\"lvs\" is not one of: auto, ipvs, nftables",
+            ),
+            (
+                lan("[dhcp]\nfilename = \"\" # <-\n"),
+                "dhcp.filename",
+                "\"\" must be 1-127 bytes with no NUL",
+            ),
+            (
+                lan("[dhcp]\ndomain_name = \"-bad.example\" # <-\n"),
+                "dhcp.domain_name",
+                "\"-bad.example\" is not a valid domain name",
+            ),
+        ]);
+        // An unknown name: the hint lists the hosts there are, if any.
+        let unknown = "[[firewall.forward]]\nproto = \"tcp\"\nport = 2222\nto = \"node9\" # <-\n";
+        let field = "firewall.forward[0].to";
+        let message = "\"node9\" is not a known host name nor an IPv4 address";
+        let d = check(&lan(unknown), field, message);
+        assert!(
+            d.hint
+                .unwrap()
+                .contains("declare the name in a [[host]] block")
+        );
+        let host = "[[host]]\nname = \"node1\"\nmac = \"00:12:34:56:78:91\"\naddress = \"192.168.1.101\"\n";
+        let d = check(&lan(&format!("{host}{unknown}")), field, message);
+        assert!(d.hint.unwrap().ends_with("one of the hosts: node1"));
+    }
 }
