@@ -5,7 +5,6 @@
 //! `firewall` and `ipvs`); adapters that touch the kernel only carry out a
 //! plan, after reading what is live and computing the difference.
 
-pub mod balancer;
 pub mod cli;
 pub mod commands;
 pub mod config;

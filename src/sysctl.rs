@@ -69,21 +69,19 @@ impl Sysctls {
         }
     }
 
-    /// The changes needed to reach `desired` (values compared with whitespace
-    /// normalised: the kernel separates fields with tabs).
+    /// The live values of `keys` (`None`: the sysctl does not exist here).
+    pub fn read_all<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a String>,
+    ) -> Result<BTreeMap<String, Option<String>>, SysctlError> {
+        keys.into_iter()
+            .map(|k| Ok((k.clone(), self.read(k)?)))
+            .collect()
+    }
+
+    /// The changes needed to reach `desired` from what is live now.
     pub fn plan(&self, desired: &BTreeMap<String, String>) -> Result<Vec<Change>, SysctlError> {
-        let mut out = Vec::new();
-        for (key, want) in desired {
-            let live = self.read(key)?;
-            if live.as_deref().map(words) != Some(words(want)) {
-                out.push(Change {
-                    key: key.clone(),
-                    from: live,
-                    to: want.clone(),
-                });
-            }
-        }
-        Ok(out)
+        Ok(changes(desired, &self.read_all(desired.keys())?))
     }
 
     /// Write the changes, logging each one. A missing sysctl is an error.
@@ -115,6 +113,25 @@ impl Sysctls {
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// The changes from `live` to `desired` (values compared with whitespace
+/// normalised: the kernel separates fields with tabs). Pure.
+pub fn changes(
+    desired: &BTreeMap<String, String>,
+    live: &BTreeMap<String, Option<String>>,
+) -> Vec<Change> {
+    desired
+        .iter()
+        .filter_map(|(key, want)| {
+            let now = live.get(key).cloned().flatten();
+            (now.as_deref().map(words) != Some(words(want))).then(|| Change {
+                key: key.clone(),
+                from: now,
+                to: want.clone(),
+            })
+        })
+        .collect()
 }
 
 fn words(s: &str) -> String {

@@ -3,15 +3,18 @@
 
 use super::InvalidInput;
 use crate::cli::ApplyArgs;
+use crate::config::Config;
 use crate::config::model::Backend;
-use crate::firewall::guard::{self, SshConnection};
 use crate::firewall::{nft::Nft, rollback};
-use crate::plan::{self, RulesetState};
+use crate::health::HealthMap;
+use crate::ipvs;
+use crate::plan::{self, IpvsLive, RulesetState};
 use crate::sysctl::Sysctls;
 use anyhow::Context;
 use nftables::schema::Nftables;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
     let confirm = match &args.confirm {
@@ -42,22 +45,31 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
             rollback::roll_back(&lock, &p, &nft)?;
         }
     }
-    let health = crate::daemon::live_health();
-    let plan = plan::build(&cfg, &nft, &sysctls, &health, plan::Purpose::Apply)?;
-    if plan.backend == Backend::Ipvs && !cfg.balancer.services.is_empty() {
-        // Fail before changing anything rather than leave a half-applied box.
-        crate::ipvs::probe()?;
+    let live = plan::live::observe(&cfg, &nft, &sysctls, crate::daemon::live_health())?;
+    let plan = plan::compute(&cfg, &live)?;
+    let balances_ipvs = plan.backend == Backend::Ipvs && !cfg.balancer.services.is_empty();
+    // Fail before changing anything rather than leave a half-applied box.
+    match (&live.ipvs, balances_ipvs) {
+        (IpvsLive::NoIpvs(why), true) => return Err(ipvs::Error::NoIpvs(why.clone()).into()),
+        (IpvsLive::Unreadable(why), true) => anyhow::bail!("IPVS: {why}"),
+        _ => {}
     }
-    if let (Some(conn), false) = (SshConnection::from_env(), args.force) {
-        let (ok, why) = guard::ssh_allowed(&cfg, &conn);
-        if !ok && cfg.firewall.enabled {
+    for l in &plan.lockouts {
+        let (c, why) = (&l.session, &l.why);
+        if !args.force {
             return Err(InvalidInput(format!(
                 "refusing to apply: the new ruleset would not accept a new SSH connection from {} to {} port {} ({why}); \
                  add a rule for it, or use --force (and --confirm) to apply anyway",
-                conn.client, conn.server, conn.port
+                c.client, c.server, c.port
             ))
             .into());
         }
+        tracing::warn!(
+            "--force: the new ruleset does not accept a new SSH connection from {} to {} port {} ({why})",
+            c.client,
+            c.server,
+            c.port
+        );
     }
     apply_ruleset(&nft, &plan, confirm)?;
     // Forwarding only once the firewall is in place: a box that routes
@@ -68,9 +80,55 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
     } else {
         println!("sysctls: {} changed", plan.sysctls.len());
     }
-    if plan.backend == Backend::Ipvs && !cfg.balancer.services.is_empty() {
+    if balances_ipvs {
         // After the ruleset, so the marks IPVS matches on are already set.
-        super::balancer::apply(&cfg, &health)?;
+        apply_ipvs(&cfg, &live.health)?;
+    }
+    Ok(())
+}
+
+/// Reconcile IPVS with `cfg` (its public address already resolved) and
+/// `health` (real servers down get weight 0) and print what changed.
+/// `apply` calls it after the ruleset.
+fn apply_ipvs(cfg: &Arc<Config>, health: &HealthMap) -> anyhow::Result<()> {
+    let report = match ipvs::reconcile(cfg, health) {
+        Ok(r) => r,
+        Err(ipvs::Error::NoIpvs(why)) if cfg.balancer.backend == Backend::Auto => {
+            tracing::warn!(%why, "the kernel has no IPVS; balancer backend auto leaves IPVS alone");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for (k, v) in &report.sysctls {
+        println!("sysctl {k} = {v}");
+    }
+    // One line per change is what an admin wants to read, up to a point.
+    const SHOW: usize = 50;
+    print!(
+        "{}",
+        ipvs::render_ops(&report.applied[..report.applied.len().min(SHOW)])
+    );
+    if report.applied.len() > SHOW {
+        println!("... and {} more", report.applied.len() - SHOW);
+    }
+    if report.is_noop() {
+        println!(
+            "ipvs: no changes (table read in {} ms)",
+            report.read.as_millis()
+        );
+    } else {
+        println!(
+            "ipvs: {} changes (table read in {} ms, changes made in {} ms)",
+            report.applied.len() + report.failed.len(),
+            report.read.as_millis(),
+            report.write.as_millis()
+        );
+    }
+    if !report.failed.is_empty() {
+        for (op, e) in &report.failed {
+            eprintln!("ipvs: ipvsadm {op}: {e}");
+        }
+        anyhow::bail!("{} IPVS change(s) failed", report.failed.len());
     }
     Ok(())
 }

@@ -3,7 +3,6 @@
 //! them to 1 (invalid input) or 2 (runtime failure).
 
 mod apply;
-mod balancer;
 mod check;
 mod clear;
 mod dhcp;

@@ -2,18 +2,21 @@
 
 use crate::cli::PlanArgs;
 use crate::firewall::nft::Nft;
+use crate::plan;
 use crate::sysctl::Sysctls;
 use std::path::Path;
 
 pub fn run(path: &Path, args: &PlanArgs) -> anyhow::Result<()> {
     let cfg = super::load_resolved(path)?;
-    let plan = crate::plan::build(
+    let nft = Nft::from_env();
+    let live = plan::live::observe(
         &cfg,
-        &Nft::from_env(),
+        &nft,
         &Sysctls::default(),
-        &crate::daemon::live_health(),
-        crate::plan::Purpose::Show,
+        crate::daemon::live_health(),
     )?;
+    let mut plan = plan::compute(&cfg, &live)?;
+    plan::render::preview(&mut plan, &nft);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {

@@ -5,7 +5,7 @@
 
 use crate::cli::JsonArgs;
 use crate::daemon::control::{self, Request};
-use crate::{balancer, ipvs, netinfo, paths};
+use crate::{ipvs, netinfo, paths, plan};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -36,7 +36,8 @@ pub fn run(path: &Path, args: &JsonArgs) -> anyhow::Result<()> {
     let mut bal = match (&daemon, &cfg) {
         (Some(d), _) => d["balancer"].clone(),
         (None, Ok(c)) => {
-            let (backend, reason) = balancer::select_backend(c);
+            let (backend, reason) =
+                plan::select_backend(c.balancer.backend, &plan::live::ipvs_for(c));
             json!({ "backend": backend, "reason": reason })
         }
         (None, Err(_)) => json!({}),

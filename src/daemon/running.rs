@@ -1,15 +1,15 @@
 //! The subsystems of a running daemon and what it does on each event:
 //! start, timer (drift repair), health change, reload, status, stop.
 
-use crate::balancer;
 use crate::config::model::{Backend, VirtualService};
 use crate::config::{self, Config};
 use crate::dhcp::{self, DhcpError};
-use crate::firewall::applied::{self, Applied, Comparison};
+use crate::firewall::applied::{Applied, Comparison};
 use crate::firewall::nft::{Nft, NftError};
 use crate::firewall::{self, NftBalancer, rollback};
 use crate::health::{self, HealthMap};
 use crate::ipvs;
+use crate::plan::{self, NftLive};
 use crate::sysctl::Sysctls;
 use anyhow::Context;
 use nftables::schema::Nftables;
@@ -40,6 +40,10 @@ pub(super) struct Running {
     last_error: Option<String>,
 }
 
+fn select_backend(cfg: &Config) -> (Backend, String) {
+    plan::select_backend(cfg.balancer.backend, &plan::live::ipvs_for(cfg))
+}
+
 /// Run blocking work (nft processes, netlink) without stalling DHCP.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
@@ -50,7 +54,7 @@ impl Running {
     /// place), then the balancer, then DHCP. A firewall that cannot be put in
     /// place stops the start: DHCP must not answer on an unprotected box.
     pub(super) async fn start(cfg: Arc<Config>) -> anyhow::Result<Running> {
-        let (backend, backend_reason) = blocking(|| balancer::select_backend(&cfg));
+        let (backend, backend_reason) = blocking(|| select_backend(&cfg));
         info!(backend = ?backend, "{backend_reason}");
         let (health_tx, _) = watch::channel(HealthMap::default());
         let mut r = Running {
@@ -98,6 +102,15 @@ impl Running {
         self.checks = Some(checks);
     }
 
+    /// The live table as `plan::firewall_state` compares it, with the
+    /// daemon's own record of its last load.
+    fn nft_live(&self, listing: Option<String>) -> NftLive {
+        NftLive {
+            listing,
+            record: self.applied.clone(),
+        }
+    }
+
     fn nft_balancer(&self) -> Option<NftBalancer> {
         crate::plan::nft_balancer(&self.cfg, self.backend, &self.health)
     }
@@ -124,8 +137,7 @@ impl Running {
             }
             return Ok(());
         };
-        let fp = applied::fingerprint(&rs)?;
-        let found = applied::compare(self.applied.as_ref(), &fp, live.as_deref());
+        let found = plan::firewall_state(Some(&rs), &self.nft_live(live.clone()))?;
         if found == Comparison::Unchanged {
             return Ok(());
         }
@@ -268,7 +280,7 @@ impl Running {
         };
         let services_changed = json!(cfg.balancer.services) != json!(self.cfg.balancer.services);
         self.cfg = cfg;
-        let (backend, reason) = blocking(|| balancer::select_backend(&self.cfg));
+        let (backend, reason) = blocking(|| select_backend(&self.cfg));
         if backend != self.backend {
             info!(backend = ?backend, "{reason}");
         }
@@ -323,23 +335,21 @@ impl Running {
             .collect();
         let firewall_state = match self.desired_ruleset() {
             Ok(None) => "disabled".to_string(),
-            Ok(Some(rs)) => match (applied::fingerprint(&rs), blocking(|| self.nft.live_text())) {
-                (Ok(fp), Ok(live)) => {
-                    match applied::compare(self.applied.as_ref(), &fp, live.as_deref()) {
-                        Comparison::Unchanged => "in sync".into(),
-                        Comparison::NoTable => "missing (repaired at the next reconcile)".into(),
-                        Comparison::LiveChanged => {
-                            "drifted (repaired at the next reconcile)".into()
-                        }
-                        // The last load failed (see last_error) or was not recorded.
-                        c @ (Comparison::NotRecorded | Comparison::ConfigChanged) => format!(
-                            "not in sync: {} (loaded at the next reconcile)",
-                            c.reason().unwrap_or_default()
-                        ),
+            Ok(Some(rs)) => match blocking(|| self.nft.live_text()) {
+                Ok(live) => match plan::firewall_state(Some(&rs), &self.nft_live(live)) {
+                    Ok(Comparison::Unchanged) => "in sync".into(),
+                    Ok(Comparison::NoTable) => "missing (repaired at the next reconcile)".into(),
+                    Ok(Comparison::LiveChanged) => {
+                        "drifted (repaired at the next reconcile)".into()
                     }
-                }
-                (Err(e), _) => format!("unknown: {e}"),
-                (_, Err(e)) => format!("unknown: {e}"),
+                    // The last load failed (see last_error) or was not recorded.
+                    Ok(c @ (Comparison::NotRecorded | Comparison::ConfigChanged)) => format!(
+                        "not in sync: {} (loaded at the next reconcile)",
+                        c.reason().unwrap_or_default()
+                    ),
+                    Err(e) => format!("unknown: {e}"),
+                },
+                Err(e) => format!("unknown: {e}"),
             },
             Err(e) => format!("unknown: {e:#}"),
         };

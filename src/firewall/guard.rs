@@ -7,7 +7,7 @@ use crate::config::model::{Action, Config, Proto, Zone};
 use std::net::IpAddr;
 
 /// `SSH_CONNECTION`: "client_ip client_port server_ip server_port".
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SshConnection {
     pub client: IpAddr,
     pub server: IpAddr,
