@@ -1,6 +1,6 @@
 //! `headnode init`: write a working, commented config for this box.
 //!
-//! Reading the box (rtnetlink, `SSH_CONNECTION`, resolv.conf) happens in
+//! Reading the box (rtnetlink, the kernel's SSH sessions, resolv.conf) happens in
 //! `run`; choosing the interfaces (`choose`) and writing the text (`render`)
 //! are pure, and the text is validated with the same parser `check` uses
 //! before anything is written.
@@ -8,6 +8,7 @@
 use super::InvalidInput;
 use crate::cli::InitArgs;
 use crate::config::model::Zone;
+use crate::firewall::guard::SshConnection;
 use crate::netinfo::{self, Link, Snapshot};
 use anyhow::Context;
 use ipnet::Ipv4Net;
@@ -21,17 +22,13 @@ const MODE: u32 = 0o640;
 pub fn run(config_path: &Path, args: &InitArgs) -> anyhow::Result<()> {
     let out = args.output.as_deref().unwrap_or(config_path);
     let snap = netinfo::read().context("cannot read this box's interfaces")?;
-    let ssh = std::env::var("SSH_CONNECTION").ok().map(|v| {
-        parse_ssh_connection(&v).unwrap_or_else(|| {
-            tracing::warn!(
-                "SSH_CONNECTION {v:?} is not \"client port server port\"; keeping tcp 22 open from net"
-            );
-            SshSession {
-                local: None,
-                port: 22,
-            }
-        })
-    });
+    // The sessions the kernel has, whatever the environment (sudo drops
+    // SSH_CONNECTION); one from outside is the one to keep open.
+    let ssh = crate::firewall::guard::sessions()
+        .iter()
+        .filter(|c| !c.client.is_loopback())
+        .map(SshSession::from)
+        .next();
     let plan = plan(
         &snap,
         args.public.as_deref(),
@@ -106,23 +103,20 @@ pub struct SshKeep {
     pub via: Option<String>,
 }
 
-/// `SSH_CONNECTION`'s local half: the address the client connected to and the port.
+/// An SSH session's local half: the address the client connected to and the port.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SshSession {
     pub local: Option<IpAddr>,
     pub port: u16,
 }
 
-/// `SSH_CONNECTION` is "client_ip client_port server_ip server_port".
-pub fn parse_ssh_connection(v: &str) -> Option<SshSession> {
-    let parts: Vec<&str> = v.split_whitespace().collect();
-    let [_, _, server, port] = parts.as_slice() else {
-        return None;
-    };
-    Some(SshSession {
-        local: Some(server.parse().ok()?),
-        port: port.parse().ok().filter(|p| *p != 0)?,
-    })
+impl From<&SshConnection> for SshSession {
+    fn from(c: &SshConnection) -> SshSession {
+        SshSession {
+            local: Some(c.server),
+            port: c.port,
+        }
+    }
 }
 
 /// Decide the interfaces, addresses and the SSH rule from what the box has.
@@ -639,7 +633,9 @@ mod tests {
 
     #[test]
     fn ssh_session_from_outside_keeps_its_port_open_from_net() {
-        let ssh = parse_ssh_connection("198.51.100.7 50122 203.0.113.210 2222");
+        let ssh = SshConnection::parse("198.51.100.7 50122 203.0.113.210 2222")
+            .as_ref()
+            .map(SshSession::from);
         let p = plan(&origin_box(), None, None, ssh, vec![]).unwrap();
         let k = p.ssh.clone().unwrap();
         assert_eq!(
@@ -654,14 +650,18 @@ mod tests {
 
     #[test]
     fn ssh_session_from_the_lan_is_kept_from_loc() {
-        let ssh = parse_ssh_connection("192.168.1.50 40000 192.168.1.254 22");
+        let ssh = SshConnection::parse("192.168.1.50 40000 192.168.1.254 22")
+            .as_ref()
+            .map(SshSession::from);
         let p = plan(&origin_box(), None, None, ssh, vec![]).unwrap();
         assert_eq!(p.ssh.unwrap().zone, Zone::Loc);
-        let ssh = parse_ssh_connection("2001:db8::1 40000 2001:db8::2 22");
+        let ssh = SshConnection::parse("2001:db8::1 40000 2001:db8::2 22")
+            .as_ref()
+            .map(SshSession::from);
         let p = plan(&origin_box(), None, None, ssh, vec![]).unwrap();
         assert_eq!(p.ssh.unwrap().zone, Zone::Net);
-        assert_eq!(parse_ssh_connection("garbage"), None);
-        assert_eq!(parse_ssh_connection("1.2.3.4 1 5.6.7.8 0"), None);
+        assert_eq!(SshConnection::parse("garbage"), None);
+        assert_eq!(SshConnection::parse("1.2.3.4 1 5.6.7.8 0"), None);
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub fn observe(
         nft: nft_live,
         sysctls: sysctls.read_all(cfg.sysctls.keys())?,
         ipvs: ipvs_for(cfg),
-        ssh: SshConnection::from_env().into_iter().collect(),
+        ssh: crate::firewall::guard::sessions(),
         health,
     })
 }
