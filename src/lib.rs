@@ -21,3 +21,4 @@ pub mod netinfo;
 pub mod paths;
 pub mod plan;
 pub mod sysctl;
+pub mod tftp;
