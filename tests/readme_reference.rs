@@ -48,6 +48,7 @@ fn reference_block_documents_every_key() {
         "[[balancer.virtual]]",
         "[[balancer.virtual]]\n[balancer.virtual.health]\ncheck=\"tcp\"",
         "[[service]]\nname=\"a\"\nport=1",
+        "[tftp]\nroot=\"/a\"",
     ];
     let mut missing = Vec::new();
     for t in tables {

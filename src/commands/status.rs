@@ -52,6 +52,9 @@ pub fn run(path: &Path, args: &JsonArgs) -> anyhow::Result<()> {
     status["dhcp"] = daemon
         .as_ref()
         .map_or(json!({ "serving": false }), |d| d["dhcp"].clone());
+    status["tftp"] = daemon
+        .as_ref()
+        .map_or(json!({ "serving": false }), |d| d["tftp"].clone());
     status["leases"] = daemon.as_ref().map_or(json!([]), |d| d["leases"].clone());
     if let Err(e) = &cfg {
         status["config_error"] = json!(crate::errors::render(e));
@@ -214,6 +217,27 @@ fn render(s: &Value) -> String {
             l["state"].as_str().unwrap_or(""),
             l["name"].as_str().unwrap_or("")
         );
+    }
+    let tf = &s["tftp"];
+    if tf["serving"] == true {
+        let _ = writeln!(
+            o,
+            "\ntftp: serving {} on {} ({} running; {})",
+            tf["root"].as_str().unwrap_or("?"),
+            tf["listen"].as_str().unwrap_or("?"),
+            tf["active"],
+            compact(&nonzero(&tf["counters"]))
+        );
+        for r in tf["recent"].as_array().into_iter().flatten().rev() {
+            let _ = writeln!(
+                o,
+                "  {:<21} {} ({} bytes) {}",
+                r["client"].as_str().unwrap_or(""),
+                r["file"].as_str().unwrap_or(""),
+                r["bytes"],
+                r["outcome"].as_str().unwrap_or("")
+            );
+        }
     }
     o
 }

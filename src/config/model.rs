@@ -42,6 +42,17 @@ pub struct Config {
     pub sysctls: BTreeMap<String, String>,
     /// The `[[service]]` blocks as written, for `check --explain`.
     pub services: Vec<ServiceSummary>,
+    /// `[tftp]` when it is on.
+    pub tftp: Option<Tftp>,
+}
+
+/// The TFTP server on the private address (port 69).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Tftp {
+    pub root: PathBuf,
+    pub max_transfers: u32,
+    pub max_transfers_per_client: u32,
+    pub max_blksize: u16,
 }
 
 #[derive(Debug, Clone, Serialize)]

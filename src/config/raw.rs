@@ -26,6 +26,17 @@ pub struct RawConfig {
     pub services: Vec<S<RawService>>,
     #[serde(default)]
     pub sysctl: BTreeMap<String, S<RawSysctlValue>>,
+    pub tftp: Option<S<RawTftp>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTftp {
+    pub enabled: Option<bool>,
+    pub root: Option<S<String>>,
+    pub max_transfers: Option<S<i64>>,
+    pub max_transfers_per_client: Option<S<i64>>,
+    pub max_blksize: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,6 +11,7 @@ use crate::health::{self, HealthMap};
 use crate::ipvs;
 use crate::plan::{self, NftLive};
 use crate::sysctl::Sysctls;
+use crate::tftp;
 use anyhow::Context;
 use nftables::schema::Nftables;
 use serde_json::json;
@@ -32,6 +33,7 @@ pub(super) struct Running {
     health_tx: watch::Sender<HealthMap>,
     checks: Option<health::Checks>,
     dhcp: Option<dhcp::Server>,
+    tftp: Option<tftp::Server>,
     /// The last load of our table and nft's listing right after it: the
     /// live table has drifted when nft lists it differently.
     applied: Option<Applied>,
@@ -67,6 +69,7 @@ impl Running {
             health_tx,
             checks: None,
             dhcp: None,
+            tftp: None,
             // A restarted daemon keeps an unchanged table (and its counters).
             applied: Applied::load(&crate::paths::state_dir()),
             firewall_repairs: 0,
@@ -78,6 +81,10 @@ impl Running {
         r.ensure_sysctls().context("cannot set sysctls")?;
         r.ensure_ipvs(false);
         r.start_checks();
+        // Before DHCP, which points nodes at it.
+        if let Some(s) = tftp::Settings::from_config(&r.cfg) {
+            r.tftp = Some(tftp::Server::start(s)?);
+        }
         if r.cfg.dhcp.enabled {
             r.dhcp = Some(dhcp::Server::start(r.cfg.clone())?);
         }
@@ -298,9 +305,28 @@ impl Running {
             self.note_error(format!("sysctls: {e:#}"));
         }
         self.ensure_ipvs(false);
+        self.reload_tftp();
         self.reload_dhcp().await;
         info!(config = %path.display(), "reloaded");
         true
+    }
+
+    /// Restart the TFTP server when its settings changed (transfers running
+    /// then end; the nodes retry).
+    fn reload_tftp(&mut self) {
+        let want = tftp::Settings::from_config(&self.cfg);
+        if self.tftp.as_ref().map(|s| s.settings()) == want.as_ref() {
+            return;
+        }
+        if self.tftp.take().is_some() {
+            info!("TFTP restarts: [tftp] changed");
+        }
+        if let Some(s) = want {
+            match tftp::Server::start(s) {
+                Ok(s) => self.tftp = Some(s),
+                Err(e) => self.note_error(format!("tftp: {e}")),
+            }
+        }
     }
 
     async fn reload_dhcp(&mut self) {
@@ -375,6 +401,10 @@ impl Running {
                 Some(d) => json!({ "serving": true, "interface": self.cfg.private.name, "counters": d.counters() }),
                 None => json!({ "serving": false }),
             },
+            "tftp": match &self.tftp {
+                Some(t) => t.status(),
+                None => json!({ "serving": false }),
+            },
             "leases": self.leases(),
         })
     }
@@ -393,6 +423,7 @@ impl Running {
     /// DHCP and health checks stop; the firewall and IPVS stay as they are.
     pub(super) async fn stop(mut self) {
         self.checks = None;
+        self.tftp = None;
         if let Some(mut d) = self.dhcp.take() {
             d.stop();
             if let Err(e) = d.wait().await {

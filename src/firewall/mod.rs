@@ -420,6 +420,20 @@ impl Build<'_> {
                 "built-in: dhcp from loc (dhcp.enabled)",
             );
         }
+        if self.cfg.tftp.is_some() {
+            // The transfer itself runs from a new server port: its first
+            // packet leaves through output (fw to loc), and the client's
+            // ACKs come back as replies, accepted by conntrack above.
+            rs.rule(
+                "input",
+                vec![
+                    iif(loc),
+                    dport(crate::config::model::Proto::Udp, &[PortRange::single(69)]),
+                    accept(),
+                ],
+                "built-in: tftp from loc ([tftp])",
+            );
+        }
         if fw.ssh_from_loc {
             rs.rule(
                 "input",
@@ -671,5 +685,21 @@ mod tests {
     fn comments_are_safe_for_nft_text() {
         assert_eq!(sanitize_comment("a \"b\" \\c"), "a _b_ _c");
         assert!(sanitize_comment(&"x".repeat(300)).len() <= 120);
+    }
+
+    #[test]
+    fn tftp_is_open_from_loc_only_when_served() {
+        // Port 69 joins DHCP's 67 in one merged `iif eth0 udp dport { 67, 69 }`.
+        let opens_69 = |extra: &str| {
+            let text = format!("{}{extra}", crate::config::test_text::INTERFACES);
+            let cfg = crate::config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+            plan(&cfg, None).unwrap().rules.iter().any(|r| {
+                let json = serde_json::to_string(&r.stmts).unwrap();
+                r.chain == "input" && json.contains("\"eth0\"") && json.contains("69")
+            })
+        };
+        assert!(!opens_69(""));
+        assert!(!opens_69("[tftp]\nenabled = false\nroot = \"/srv/tftp\"\n"));
+        assert!(opens_69("[tftp]\nroot = \"/srv/tftp\"\n"));
     }
 }

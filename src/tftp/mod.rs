@@ -66,6 +66,19 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The daemon's server: `[tftp]` on port 69 of the private address,
+    /// bound to the private interface; `None` when `[tftp]` is off.
+    pub fn from_config(cfg: &crate::config::Config) -> Option<Settings> {
+        let t = cfg.tftp.as_ref()?;
+        let listen = SocketAddr::new(cfg.private.address.addr().into(), 69);
+        let mut s = Settings::new(t.root.clone(), listen);
+        s.device = Some(cfg.private.name.clone());
+        s.max_sessions = t.max_transfers as usize;
+        s.max_sessions_per_client = t.max_transfers_per_client as usize;
+        s.max_blksize = t.max_blksize;
+        Some(s)
+    }
+
     /// The defaults for everything but where to serve from and listen on.
     pub fn new(root: PathBuf, listen: SocketAddr) -> Settings {
         Settings {

@@ -4,7 +4,7 @@
 //! This module holds the entry point, the [`Validator`] that collects the
 //! diagnostics, and `config`, which runs the sections in order. Each section
 //! (`interfaces`, `hosts`, `dhcp`, `firewall`, `balancer` with `[[service]]`,
-//! `sysctl`, then `cross_checks`) adds its methods to the `Validator` and
+//! `sysctl`, `tftp`, then `cross_checks`) adds its methods to the `Validator` and
 //! uses only this module and `values`, the shared value parsers.
 
 mod balancer;
@@ -14,6 +14,7 @@ mod firewall;
 mod hosts;
 mod interfaces;
 mod sysctl;
+mod tftp;
 mod values;
 
 pub use values::{parse_duration, parse_ipv4, parse_mac};
@@ -195,6 +196,7 @@ impl<'a> Validator<'a> {
         let services = self.services(&raw.services, &names, &mut firewall, &mut balancer);
         self.check_marks(&raw, &firewall, &balancer);
         let sysctls = self.sysctls(&raw.sysctl);
+        let tftp = raw.tftp.as_ref().and_then(|t| self.tftp(t));
         Some(Config {
             path: path.to_owned(),
             public: public?,
@@ -205,6 +207,7 @@ impl<'a> Validator<'a> {
             balancer,
             sysctls,
             services,
+            tftp,
         })
     }
 }
