@@ -4,6 +4,7 @@
 //! Validation is pure: it never looks at interfaces or the kernel, and it
 //! reports every problem it finds in one pass, each with file, line and column.
 
+pub mod fuzzing;
 mod host_blocks;
 pub mod model;
 mod plain_host;

@@ -35,7 +35,11 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Config, Vec<Diagnostic>> 
 
 /// `parse`, taking the section-by-section path when the file has at least
 /// `min_hosts` `[[host]]` tables (tests compare both paths on one file).
-fn parse_with(text: &str, path: &Path, min_hosts: usize) -> Result<Config, Vec<Diagnostic>> {
+pub(super) fn parse_with(
+    text: &str,
+    path: &Path,
+    min_hosts: usize,
+) -> Result<Config, Vec<Diagnostic>> {
     if let Some((raw, sections)) = super::host_blocks::split(text, min_hosts) {
         // Each host is parsed just before it is validated, so the raw hosts
         // never exist all at once. A section that does not parse sends the
