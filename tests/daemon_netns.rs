@@ -235,6 +235,22 @@ address = "192.168.1.101"
         .cloned()
         .unwrap_or_default();
     assert_eq!(lease["state"], "bound", "{v:#}");
+    assert_eq!(v["dhcp"]["serving"], true, "{v:#}");
+
+    // The private interface goes down: status says DHCP is deaf and why,
+    // and it listens again once the interface is back.
+    lab.head.ok(&["ip", "link", "set", "eth0", "down"]);
+    let deaf = wait_for(Duration::from_secs(3), || {
+        let v = lab.status();
+        (v["dhcp"]["deaf"] == "interface eth0 is down").then_some(())
+    });
+    assert!(deaf.is_some(), "{:#}", lab.status());
+    lab.head.ok(&["ip", "link", "set", "eth0", "up"]);
+    let back = wait_for(Duration::from_secs(3), || {
+        let v = lab.status();
+        (v["dhcp"]["serving"] == true && v["dhcp"]["rebinds"] == 1).then_some(())
+    });
+    assert!(back.is_some(), "{:#}", lab.status());
 
     // Someone flushes the whole ruleset: repaired within the reconcile interval.
     lab.head.ok(&["nft", "flush", "ruleset"]);

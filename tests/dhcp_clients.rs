@@ -264,7 +264,9 @@ fn public_side_gets_no_offer_and_default_route_interface_is_refused() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("default route"), "{}", text(&o));
-    // ...unless the config says so.
+    // ...unless the config says so (and the interface has the address).
+    lan.srv
+        .ok(&["ip", "addr", "add", "192.168.77.1/24", "dev", "wan0"]);
     let ok = lan.dir.join("allowed.toml");
     std::fs::write(
         &ok,
@@ -332,4 +334,91 @@ fn sighup_reload_adds_reservations_and_survives_a_bad_config() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(env.contains("ip=192.168.77.99\n"), "{env}");
     assert!(env.contains("hostname=late\n"), "{env}");
+}
+
+/// udhcpc until it gets node1's lease; how long it took. The server must
+/// listen again within 2 s of a change and udhcpc retries every second.
+fn lease_again(lan: &Lan, cli: &Netns, what: &str) -> Duration {
+    let t = std::time::Instant::now();
+    let (o, env) = udhcpc(cli, "cli0", &lan.dir, 6);
+    let took = t.elapsed();
+    assert!(
+        o.status.success() && env.contains("ip=192.168.77.11\n"),
+        "{what}: no lease: {}\n{env}\nserver log:\n{}",
+        text(&o),
+        lan.log_text()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "{what}: lease after {took:?}"
+    );
+    eprintln!("{what}: lease again after {took:?}");
+    took
+}
+
+/// The server's log says `line` once more than `before` times (within 3 s).
+fn logged(lan: &Lan, line: &str, before: usize) {
+    let seen = wait_for(Duration::from_secs(3), || {
+        (lan.log_text().matches(line).count() > before).then_some(())
+    });
+    assert!(seen.is_some(), "no \"{line}\" in:\n{}", lan.log_text());
+}
+
+#[test]
+fn the_server_follows_the_lan_through_recreate_rename_down_up_and_readdress() {
+    if !can_netns("follows_the_lan") || !have("udhcpc", "udhcpc") {
+        return;
+    }
+    let mut lan = Lan::new("follow");
+    let cfg = lan.write_config("", "");
+    let cli = lan.client("lan0", "cli0", NODE1);
+    lan.start(&cfg);
+    lease_again(&lan, &cli, "at start");
+    let srv = &lan.srv;
+
+    // ifdown/ifup of a bridge: deleted and made again, with a new index.
+    let gone = "DHCP not listening: interface lan0 does not exist";
+    srv.ok(&["ip", "link", "del", "lan0"]);
+    logged(&lan, gone, 0);
+    srv.ok(&["ip", "link", "add", "lan0", "type", "bridge"]);
+    srv.ok(&["ip", "addr", "add", "192.168.77.1/24", "dev", "lan0"]);
+    srv.ok(&["ip", "link", "set", "lan0", "up"]);
+    srv.ok(&["ip", "link", "set", "pcli0", "master", "lan0"]);
+    lease_again(&lan, &cli, "recreated");
+
+    // Renamed away: deaf (the old socket would still hear it), then back.
+    let before = lan.log_text().matches(gone).count();
+    srv.ok(&["ip", "link", "set", "lan0", "down"]);
+    srv.ok(&["ip", "link", "set", "lan0", "name", "lanx"]);
+    srv.ok(&["ip", "link", "set", "lanx", "up"]);
+    logged(&lan, gone, before);
+    let (o, env) = udhcpc(&cli, "cli0", &lan.dir, 2);
+    assert!(
+        !o.status.success(),
+        "answered on a renamed interface: {env}"
+    );
+    srv.ok(&["ip", "link", "set", "lanx", "down"]);
+    srv.ok(&["ip", "link", "set", "lanx", "name", "lan0"]);
+    srv.ok(&["ip", "link", "set", "lan0", "up"]);
+    lease_again(&lan, &cli, "renamed back");
+
+    // Down and up again (up before the server looked is no change at all).
+    let down = "DHCP not listening: interface lan0 is down";
+    let before = lan.log_text().matches(down).count();
+    srv.ok(&["ip", "link", "set", "lan0", "down"]);
+    logged(&lan, down, before);
+    srv.ok(&["ip", "link", "set", "lan0", "up"]);
+    lease_again(&lan, &cli, "down/up");
+
+    // The server's address goes away, then comes back.
+    srv.ok(&["ip", "addr", "del", "192.168.77.1/24", "dev", "lan0"]);
+    srv.ok(&["ip", "addr", "add", "192.168.77.5/24", "dev", "lan0"]);
+    logged(&lan, "does not have the server's address 192.168.77.1", 0);
+    let (o, env) = udhcpc(&cli, "cli0", &lan.dir, 2);
+    assert!(!o.status.success(), "answered without its address: {env}");
+    srv.ok(&["ip", "addr", "add", "192.168.77.1/24", "dev", "lan0"]);
+    lease_again(&lan, &cli, "readdressed");
+
+    let rebinds = lan.log_text().matches("bound again").count();
+    assert_eq!(rebinds, 4, "{}", lan.log_text());
 }

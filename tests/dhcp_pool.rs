@@ -168,7 +168,9 @@ fn corrupt_lease_file_is_reported_and_good_leases_kept() {
     lan.start(&cfg);
     let log = lan.log_text();
     assert!(log.contains("leases:2: bad MAC"), "{log}");
-    assert!(log.contains("leases:4: truncated"), "{log}");
+    // The cut last line was never acknowledged: cut off in place, logged.
+    assert!(log.contains("the last line was cut short"), "{log}");
+    assert!(log.contains("\"bound 192.168.77\""), "{log}");
     assert!(log.contains("2 good record(s) kept"), "{log}");
     assert!(std::fs::read_dir(&lan.dir).expect("dir").any(|e| {
         e.expect("entry")
@@ -182,6 +184,39 @@ fn corrupt_lease_file_is_reported_and_good_leases_kept() {
         "both good leases still hold"
     );
     assert_eq!(lan.py(&relay, &["dora", B]), "ACK 192.168.77.101");
+}
+
+#[test]
+fn an_unreadable_lease_file_refuses_the_pool_but_serves_reservations_until_it_works() {
+    if !ready("unreadable_lease_file") {
+        return;
+    }
+    let mut lan = Lan::new("unreadable");
+    let cfg = lan.write_config(POOL2, "");
+    // A directory where the lease file should be: reading it fails.
+    let leases = lan.dir.join("leases");
+    std::fs::create_dir(&leases).expect("mkdir");
+    let relay = lan.relay("cli0");
+    lan.start(&cfg);
+    assert!(
+        lan.log_text().contains("serving reservations only"),
+        "{}",
+        lan.log_text()
+    );
+    assert_eq!(lan.py(&relay, &["dora", NODE1]), "ACK 192.168.77.11");
+    assert_eq!(lan.py(&relay, &["dora", A]), "NONE", "no pool lease");
+    std::fs::remove_dir(&leases).expect("rmdir");
+    // Tried again every 5 s; then the pool is served and its leases kept.
+    let acked = wait_for(Duration::from_secs(15), || {
+        (lan.py(&relay, &["dora", A]) == "ACK 192.168.77.100").then_some(())
+    });
+    assert!(acked.is_some(), "{}", lan.log_text());
+    assert!(lan.log_text().contains("is usable again"));
+    lan.stop_with("-TERM");
+    assert_eq!(
+        lan.leases(&cfg)["192.168.77.100"],
+        (A.to_string(), "bound".to_string())
+    );
 }
 
 #[test]

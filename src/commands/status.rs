@@ -201,11 +201,18 @@ fn render(s: &Value) -> String {
             dh["interface"].as_str().unwrap_or("?"),
             compact(&nonzero(&dh["counters"]))
         );
+    } else if let Some(why) = dh["deaf"].as_str() {
+        let _ = writeln!(o, "\ndhcp: NOT LISTENING: {why}");
+    } else if dh.get("restarts").is_some() {
+        let _ = writeln!(o, "\ndhcp: not running (see last_error)");
     } else {
         let _ = writeln!(
             o,
             "\ndhcp: not serving (no daemon); `headnode leases` reads the lease file"
         );
+    }
+    if let Some(why) = dh["pool_refused"].as_str() {
+        let _ = writeln!(o, "  pool clients get no lease: {why}");
     }
     for l in s["leases"].as_array().into_iter().flatten() {
         let _ = writeln!(

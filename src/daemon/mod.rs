@@ -85,6 +85,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
                 state.health_changed(map).await;
             }
             _ = watchdog.tick() => notify::notify("WATCHDOG=1"),
+            ended = state.dhcp_end() => state.dhcp_ended(ended),
             Some(msg) = ctl_rx.recv() => {
                 let answer = match msg.req {
                     Request::Reload => {

@@ -34,6 +34,8 @@ pub(super) struct Running {
     checks: Option<health::Checks>,
     dhcp: Option<dhcp::Server>,
     tftp: Option<tftp::Server>,
+    /// Times the DHCP server ended on its own and was started again.
+    dhcp_restarts: u64,
     /// The last load of our table and nft's listing right after it: the
     /// live table has drifted when nft lists it differently.
     applied: Option<Applied>,
@@ -70,6 +72,7 @@ impl Running {
             checks: None,
             dhcp: None,
             tftp: None,
+            dhcp_restarts: 0,
             // A restarted daemon keeps an unchanged table (and its counters).
             applied: Applied::load(&crate::paths::state_dir()),
             firewall_repairs: 0,
@@ -86,7 +89,14 @@ impl Running {
             r.tftp = Some(tftp::Server::start(s)?);
         }
         if r.cfg.dhcp.enabled {
-            r.dhcp = Some(dhcp::Server::start(r.cfg.clone())?);
+            match dhcp::Server::start(r.cfg.clone()) {
+                Ok(s) => r.dhcp = Some(s),
+                // The config must change first: say so and stop.
+                Err(e) if e.is_config() => return Err(e.into()),
+                // Tried again at every reconcile: the box is not left
+                // without DHCP for good by something passing.
+                Err(e) => r.note_error(format!("dhcp: {e}")),
+            }
         }
         Ok(r)
     }
@@ -246,6 +256,45 @@ impl Running {
             self.note_error(format!("sysctls: {e:#}"));
         }
         self.ensure_ipvs(true);
+        if self.cfg.dhcp.enabled && self.dhcp.is_none() {
+            self.start_dhcp();
+        }
+    }
+
+    fn start_dhcp(&mut self) {
+        match dhcp::Server::start(self.cfg.clone()) {
+            Ok(s) => {
+                self.dhcp = Some(s);
+                if self
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("dhcp: "))
+                {
+                    self.last_error = None;
+                }
+            }
+            Err(e) => self.note_error(format!("dhcp: {e}")),
+        }
+    }
+
+    /// Resolves when the DHCP server ends without being asked to (never,
+    /// without one); the daemon then calls `dhcp_ended`.
+    pub(super) async fn dhcp_end(&mut self) -> Result<(), DhcpError> {
+        match self.dhcp.as_mut() {
+            Some(d) => d.wait().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Start an ended DHCP server again, and count it.
+    pub(super) fn dhcp_ended(&mut self, why: Result<(), DhcpError>) {
+        self.dhcp = None;
+        self.dhcp_restarts += 1;
+        let why = why.err().map_or("no error".to_string(), |e| e.to_string());
+        self.note_error(format!("dhcp: the server ended ({why}); started again"));
+        if self.cfg.dhcp.enabled {
+            self.start_dhcp();
+        }
     }
 
     /// A real server went down or came back: steer new connections.
@@ -344,10 +393,7 @@ impl Running {
             let _ = old.wait().await;
         }
         if self.cfg.dhcp.enabled {
-            match dhcp::Server::start(self.cfg.clone()) {
-                Ok(s) => self.dhcp = Some(s),
-                Err(e) => self.note_error(format!("dhcp: {e}")),
-            }
+            self.start_dhcp();
         }
     }
 
@@ -398,8 +444,13 @@ impl Running {
                 "services": services,
             },
             "dhcp": match &self.dhcp {
-                Some(d) => json!({ "serving": true, "interface": self.cfg.private.name, "counters": d.counters() }),
-                None => json!({ "serving": false }),
+                Some(d) => {
+                    let mut v = json!(d.status());
+                    v["counters"] = json!(d.counters());
+                    v["restarts"] = json!(self.dhcp_restarts);
+                    v
+                }
+                None => json!({ "serving": false, "restarts": self.dhcp_restarts }),
             },
             "tftp": match &self.tftp {
                 Some(t) => t.status(),

@@ -52,12 +52,18 @@ counters! {
     pool_exhausted,
     /// Meant for another DHCP server.
     other_server,
-    /// Relayed from a subnet we do not serve.
+    /// Relayed by an address that is not a unicast address of the LAN
+    /// (another subnet, or the LAN's network or broadcast address).
     foreign_relay,
+    /// DHCPINFORM from an address that is not a unicast address of the LAN.
+    foreign_inform,
     /// Missing fields its message type needs.
     incomplete,
     releases,
     declines,
+    /// Pool requests not answered because the lease file cannot be used
+    /// (reservations are still answered).
+    pool_refused,
     /// Pool ACKs not sent because the lease could not be written.
     not_durable,
     /// Pool ACKs dropped because the lease writer was `MAX_HELD` behind

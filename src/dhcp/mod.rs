@@ -17,6 +17,7 @@
 pub mod fuzzing;
 pub mod leases;
 pub mod limits;
+pub mod link;
 pub mod reply;
 pub mod request;
 pub mod responder;
@@ -177,33 +178,79 @@ struct Core {
     db: LeaseDb,
 }
 
+/// What the server's threads and the API share.
+struct Shared {
+    core: Mutex<Core>,
+    counters: Counters,
+    status: Mutex<Status>,
+    /// The lease file is open and appended to: pool clients are answered.
+    /// Without it only reservations are (they need no lease file).
+    pool_ok: AtomicBool,
+    /// Replies handed to the lease writer and not sent yet.
+    held: AtomicUsize,
+    stop: Arc<AtomicBool>,
+}
+
+/// What the server is doing, for `status`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Status {
+    pub interface: String,
+    /// Listening on the interface.
+    pub serving: bool,
+    /// Why not, when not serving.
+    pub deaf: Option<String>,
+    /// Why pool clients get no lease, when they do not: the lease file
+    /// cannot be used (reservations are still served).
+    pub pool_refused: Option<String>,
+    /// Times the socket was bound again after the interface changed.
+    pub rebinds: u64,
+}
+
 /// Lines to append and the replies that wait for them.
 #[derive(Default)]
 struct Job {
     records: Vec<Record>,
     held: Outbox,
+    /// The socket the held replies leave by: the one their requests came in on.
+    sock: Option<Arc<UdpSocket>>,
 }
 
 /// A running DHCP server.
 pub struct Server {
-    core: Arc<Mutex<Core>>,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
     lease_file: PathBuf,
-    stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Result<(), DhcpError>>>,
     /// Closed when the server thread ends.
     done: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
-fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere cannot leave Core half-updated in a way that matters
     // more than stopping DHCP would; keep serving.
-    core.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// An error with its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+/// How often a lease file that could not be opened is tried again.
+const REOPEN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Server {
-    /// Check the interface, bind to it, load the lease file and start
-    /// serving on a thread of its own.
+    /// Check the config, load the lease file and start serving on a thread
+    /// of its own. The interface need not be there yet: the server listens
+    /// once it is (and follows it when it changes). A lease file that
+    /// cannot be used leaves reservations served and the pool refused
+    /// until it can; only one held by another server stops the start.
     pub fn start(cfg: Arc<Config>) -> Result<Server, DhcpError> {
         if !cfg.dhcp.enabled {
             return Err(DhcpError::Disabled);
@@ -214,64 +261,88 @@ impl Server {
         {
             return Err(DhcpError::DefaultRoute(iface));
         }
-        let (file, loaded) = LeaseFile::open(&cfg.dhcp.lease_file)?;
-        let sock = socket::bind(&iface).map_err(|source| DhcpError::Bind {
-            iface: iface.clone(),
-            source,
-        })?;
+        let path = cfg.dhcp.lease_file.clone();
         let tables = Arc::new(Tables::new(&cfg));
         let mut db = LeaseDb::new(tables.pool);
-        for r in loaded.records {
-            db.put(r);
-        }
+        let mut status = Status {
+            interface: iface.clone(),
+            deaf: Some("starting".into()),
+            ..Status::default()
+        };
+        let file = match LeaseFile::open(&path) {
+            Ok((file, loaded)) => {
+                for r in loaded.records {
+                    db.put(r);
+                }
+                Some(file)
+            }
+            Err(e @ store::StoreError::Locked { .. }) => return Err(e.into()),
+            Err(e) => {
+                let why = chain(&e);
+                error!(
+                    "{why}; serving reservations only, pool clients get no lease until the lease file works (tried again every {} s)",
+                    REOPEN_EVERY.as_secs()
+                );
+                status.pool_refused = Some(why);
+                None
+            }
+        };
         info!(
-            "DHCP serving on {iface} as {}: {} reservation(s), {}, {} lease record(s) from {}",
+            "DHCP on {iface} as {}: {} reservation(s), {}, {} lease record(s) from {}",
             tables.server_ip,
             tables.hosts.len(),
             tables
                 .pool
                 .map_or("no pool".into(), |p| format!("pool {}-{}", p.start, p.end)),
             db.len(),
-            cfg.dhcp.lease_file.display()
+            path.display()
         );
-        let core = Arc::new(Mutex::new(Core { tables, db }));
-        let counters = Arc::new(Counters::default());
+        let shared = Arc::new(Shared {
+            pool_ok: AtomicBool::new(file.is_some()),
+            core: Mutex::new(Core { tables, db }),
+            counters: Counters::default(),
+            status: Mutex::new(status),
+            held: AtomicUsize::new(0),
+            stop: Arc::new(AtomicBool::new(false)),
+        });
         let (job_tx, job_rx) = std_mpsc::channel::<Job>();
-        let wc = counters.clone();
-        let wsock = sock.try_clone()?;
-        let held = Arc::new(AtomicUsize::new(0));
-        let wheld = held.clone();
-        let wcore = core.clone();
+        let wsh = shared.clone();
+        let wpath = path.clone();
         let writer = std::thread::Builder::new()
             .name("dhcp-leases".into())
-            .spawn(move || writer(file, job_rx, wsock, wc, wheld, wcore))?;
-        let stop = Arc::new(AtomicBool::new(false));
+            .spawn(move || writer(file, wpath, job_rx, wsh))?;
+        let watch = match link::Watch::start(shared.stop.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(
+                    "cannot follow interface changes ({e}); looking at {iface} every {} s instead",
+                    link::RECHECK.as_secs()
+                );
+                None
+            }
+        };
         let (done_tx, done) = tokio::sync::oneshot::channel();
-        let lp = Loop::new(iface, core.clone(), counters.clone(), held);
-        let st = stop.clone();
+        let lp = Loop::new(iface, shared.clone());
         let thread = std::thread::Builder::new()
             .name("dhcp".into())
             .spawn(move || {
-                let r = serve(lp, sock, job_tx, st);
+                let r = serve(lp, watch, job_tx);
                 // The writer drains what it was given once the sender is gone.
                 let _ = writer.join();
                 drop(done_tx);
                 r
             })?;
         Ok(Server {
-            core,
-            counters,
-            lease_file: cfg.dhcp.lease_file.clone(),
-            stop,
+            shared,
+            lease_file: path,
             thread: Some(thread),
             done: Some(done),
         })
     }
-
     /// Serve a new config: reservations and options change at once,
     /// leases are kept. Changes that need a new socket or file are refused.
     pub fn reload(&self, cfg: Arc<Config>) -> Result<(), DhcpError> {
-        let mut core = lock(&self.core);
+        let mut core = lock(&self.shared.core);
         let old = core.tables.clone();
         if !cfg.dhcp.enabled {
             return Err(DhcpError::NeedsRestart {
@@ -320,18 +391,23 @@ impl Server {
 
     /// Every reservation and lease, as `headnode leases` shows them.
     pub fn leases(&self) -> Vec<LeaseView> {
-        let core = lock(&self.core);
+        let core = lock(&self.shared.core);
         lease_views(&core.tables, core.db.records(), unix_now())
     }
 
     pub fn counters(&self) -> CountersView {
-        self.counters.snapshot()
+        self.shared.counters.snapshot()
+    }
+
+    /// Listening or deaf (and why), and whether the pool is served.
+    pub fn status(&self) -> Status {
+        lock(&self.shared.status).clone()
     }
 
     /// Ask the server to stop (within `socket::RECV_TIMEOUT`); `wait`
     /// returns once it has.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
     }
 
     /// Run until stopped or failed, the lease writer included. Cancel-safe
@@ -352,45 +428,79 @@ impl Server {
 /// Per-thread state of the server loop.
 struct Loop {
     iface: String,
-    core: Arc<Mutex<Core>>,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
     rate: RateLimit,
     unknown_log: LogGate,
     exhausted_log: LogGate,
+    refused_log: LogGate,
     started: Instant,
     /// The reply being written.
     out: Vec<u8>,
     /// Replies to send at the end of this batch.
     now_out: Outbox,
-    /// Replies handed to the lease writer and not sent yet.
-    held: Arc<AtomicUsize>,
 }
+
+/// The socket and the interface index it listens on.
+struct Bound {
+    index: u32,
+    sock: Arc<UdpSocket>,
+}
+
+/// How long the loop sleeps between looks at the interface while deaf.
+const DEAF_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn serve(
     mut lp: Loop,
-    sock: UdpSocket,
+    watch: Option<link::Watch>,
     jobs: std_mpsc::Sender<Job>,
-    stop: Arc<AtomicBool>,
 ) -> Result<(), DhcpError> {
+    let shared = lp.shared.clone();
     let mut rx = socket::RecvBatch::default();
     // Records that need no sync (fixed-address ACKs, releases, declines)
     // wait for the next durable batch or a second, whichever comes first:
     // a reservation ACK then costs no write of its own.
     let mut pending = Job::default();
     let mut last_flush = Instant::now();
+    let mut bound: Option<Bound> = None;
+    // Look at the interface at once, then on every event and every RECHECK.
+    let mut acted_on = None::<Option<u64>>;
+    let mut looked = Instant::now();
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
+        let stopping = shared.stop.load(Ordering::Relaxed);
         if !stopping {
-            let n = rx.recv(&sock)?;
-            if n > 0 {
-                let core = lp.core.clone();
-                let mut core = lock(&core);
-                let now = unix_now();
-                for i in 0..n {
-                    lp.handle(rx.get(i), &mut core, now, &sock, &mut pending);
-                }
+            let changes = watch.as_ref().map(|w| w.changes.load(Ordering::Relaxed));
+            if acted_on != Some(changes) || looked.elapsed() >= link::RECHECK {
+                acted_on = Some(changes);
+                looked = Instant::now();
+                lp.follow_link(&mut bound);
             }
-            lp.send_now(&sock);
+            match &bound {
+                Some(b) => match rx.recv(&b.sock) {
+                    Ok(n) => {
+                        if n > 0 {
+                            let sock = b.sock.clone();
+                            let core = lp.shared.clone();
+                            let mut core = lock(&core.core);
+                            let now = unix_now();
+                            for i in 0..n {
+                                lp.handle(rx.get(i), &mut core, now, &sock, &mut pending);
+                            }
+                        }
+                        lp.send_now(&b.sock);
+                    }
+                    Err(e) => {
+                        // Drop the socket and look at the interface again.
+                        warn!(
+                            "DHCP: receiving on {} failed ({e}); binding again",
+                            lp.iface
+                        );
+                        bound = None;
+                        acted_on = None;
+                        lp.set_deaf(format!("receiving failed: {e}"));
+                    }
+                },
+                None => std::thread::sleep(DEAF_WAIT),
+            }
         }
         let due = !pending.held.is_empty()
             || pending.records.len() >= LAZY_RECORDS
@@ -399,7 +509,7 @@ fn serve(
         if due {
             last_flush = Instant::now();
             if !(pending.records.is_empty() && pending.held.is_empty()) {
-                lp.held.fetch_add(pending.held.len(), Ordering::Relaxed);
+                shared.held.fetch_add(pending.held.len(), Ordering::Relaxed);
                 if jobs.send(std::mem::take(&mut pending)).is_err() {
                     return Err(io::Error::other("the lease writer thread stopped").into());
                 }
@@ -413,28 +523,87 @@ fn serve(
 }
 
 impl Loop {
-    fn new(
-        iface: String,
-        core: Arc<Mutex<Core>>,
-        counters: Arc<Counters>,
-        held: Arc<AtomicUsize>,
-    ) -> Loop {
+    fn new(iface: String, shared: Arc<Shared>) -> Loop {
         Loop {
             iface,
-            core,
-            counters,
+            shared,
             rate: RateLimit::new(RATE, BURST),
             unknown_log: LogGate::new(60),
             exhausted_log: LogGate::new(60),
+            refused_log: LogGate::new(60),
             started: Instant::now(),
             out: Vec::with_capacity(1500),
             now_out: Outbox::default(),
-            held,
         }
     }
 
-    fn handle(&mut self, pkt: &[u8], core: &mut Core, now: u64, sock: &UdpSocket, job: &mut Job) {
-        let c = &*self.counters;
+    fn set_deaf(&self, why: String) {
+        let mut st = lock(&self.shared.status);
+        if st.deaf.as_deref() != Some(why.as_str()) {
+            warn!("DHCP not listening: {why}; listening again as soon as that changes");
+        }
+        st.serving = false;
+        st.deaf = Some(why);
+    }
+
+    /// Read the interfaces and listen where the config says, if it can.
+    fn follow_link(&self, bound: &mut Option<Bound>) {
+        let server_ip = lock(&self.shared.core).tables.server_ip;
+        let decision = match crate::netinfo::read() {
+            Ok(snap) => link::decide(&snap, &self.iface, server_ip),
+            // Keep what we have: the kernel did not answer, nothing changed.
+            Err(e) => {
+                warn!("DHCP: cannot read the interfaces: {e}");
+                return;
+            }
+        };
+        match decision {
+            link::Decision::Serve { index } => {
+                if bound.as_ref().is_some_and(|b| b.index == index) {
+                    return;
+                }
+                match socket::bind(&self.iface) {
+                    Ok(sock) => {
+                        // The first bind since start is not a rebind.
+                        let again = lock(&self.shared.status).deaf.as_deref() != Some("starting");
+                        *bound = Some(Bound {
+                            index,
+                            sock: Arc::new(sock),
+                        });
+                        let mut st = lock(&self.shared.status);
+                        st.serving = true;
+                        st.deaf = None;
+                        if again {
+                            st.rebinds += 1;
+                        }
+                        info!(
+                            "DHCP serving on {} (interface index {index}){}",
+                            self.iface,
+                            if again { ", bound again" } else { "" }
+                        );
+                    }
+                    Err(e) => {
+                        *bound = None;
+                        self.set_deaf(format!("cannot listen on {} (0.0.0.0:67): {e}", self.iface));
+                    }
+                }
+            }
+            link::Decision::Deaf(why) => {
+                *bound = None;
+                self.set_deaf(why);
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        pkt: &[u8],
+        core: &mut Core,
+        now: u64,
+        sock: &Arc<UdpSocket>,
+        job: &mut Job,
+    ) {
+        let c = &self.shared.counters;
         Counters::bump(&c.received);
         let req = match request::parse(pkt) {
             Ok(r) => r,
@@ -458,6 +627,19 @@ impl Loop {
             Counters::bump(&c.dropped_rate_limited);
             return;
         }
+        // Without a lease file a pool lease could not be kept: pool
+        // clients wait (their DISCOVERs go unanswered), reservations do not.
+        if !self.shared.pool_ok.load(Ordering::Relaxed)
+            && core.tables.pool.is_some()
+            && !core.tables.hosts.contains_key(&req.mac)
+            && req.kind != dhcproto::v4::MessageType::Inform
+        {
+            Counters::bump(&c.pool_refused);
+            if self.refused_log.allow(Mac([0; 6]), now) {
+                warn!(mac = %req.mac, "no lease for {}: the lease file cannot be used (logged once a minute)", req.mac);
+            }
+            return;
+        }
         match responder::respond(&req, &core.tables, &mut core.db, now, &mut self.out) {
             Outcome::Reply {
                 kind,
@@ -476,7 +658,7 @@ impl Loop {
                 if let Some(r) = record {
                     job.records.push(r);
                 }
-                if wait && self.held.load(Ordering::Relaxed) + job.held.len() >= MAX_HELD {
+                if wait && self.shared.held.load(Ordering::Relaxed) + job.held.len() >= MAX_HELD {
                     Counters::bump(&c.dropped_writer_behind);
                     return;
                 }
@@ -484,6 +666,7 @@ impl Loop {
                 let to = socket::destination(sock, &self.iface, target);
                 if wait {
                     job.held.push(to, &self.out);
+                    job.sock = Some(sock.clone());
                 } else {
                     self.now_out.push(to, &self.out);
                 }
@@ -507,6 +690,7 @@ impl Loop {
                     }
                     Quiet::OtherServer => Counters::bump(&c.other_server),
                     Quiet::ForeignRelay => Counters::bump(&c.foreign_relay),
+                    Quiet::ForeignInform => Counters::bump(&c.foreign_inform),
                     Quiet::Incomplete => Counters::bump(&c.incomplete),
                     Quiet::Done => Counters::bump(match req.kind {
                         dhcproto::v4::MessageType::Decline => &c.declines,
@@ -524,7 +708,8 @@ impl Loop {
         }
         let failed = self.now_out.send(sock);
         if failed > 0 {
-            self.counters
+            self.shared
+                .counters
                 .send_errors
                 .fetch_add(failed as u64, Ordering::Relaxed);
         }
@@ -532,29 +717,54 @@ impl Loop {
 }
 
 /// The lease writer: waits for work, takes everything queued, appends it
-/// in one write, syncs once, then sends the replies that waited.
+/// in one write, syncs once, then sends the replies that waited. Without a
+/// lease file (it could not be opened) it tries again every `REOPEN_EVERY`
+/// and lets the pool be served once it can.
 fn writer(
-    mut file: LeaseFile,
+    mut file: Option<LeaseFile>,
+    path: PathBuf,
     jobs: std_mpsc::Receiver<Job>,
-    sock: UdpSocket,
-    counters: Arc<Counters>,
-    held_count: Arc<AtomicUsize>,
-    core: Arc<Mutex<Core>>,
+    shared: Arc<Shared>,
 ) {
+    let counters = &shared.counters;
     let mut text = String::new();
     let mut last_error = None::<Instant>;
-    while let Ok(first) = jobs.recv() {
+    let mut tried = Instant::now();
+    loop {
+        let first = match jobs.recv_timeout(REOPEN_EVERY) {
+            Ok(job) => Some(job),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if file.is_none() && tried.elapsed() >= REOPEN_EVERY {
+            tried = Instant::now();
+            file = reopen(&path, &shared);
+        }
+        let Some(first) = first else { continue };
         let Job {
             mut records,
-            mut held,
+            held,
+            sock,
         } = first;
+        // Held replies by the socket they leave from (one, unless the
+        // interface changed in between).
+        let mut outs: Vec<(Option<Arc<UdpSocket>>, Outbox)> = vec![(sock, held)];
         while let Ok(mut more) = jobs.try_recv() {
             records.append(&mut more.records);
-            held.append(&mut more.held);
+            match outs.last_mut() {
+                Some((s, o)) if same_socket(s, &more.sock) || more.held.is_empty() => {
+                    o.append(&mut more.held);
+                }
+                _ => outs.push((more.sock, more.held)),
+            }
         }
-        let sync = !held.is_empty();
-        let waiting = held.len();
-        match file.append(&records, sync, &mut text) {
+        let waiting: usize = outs.iter().map(|(_, o)| o.len()).sum();
+        let sync = waiting > 0;
+        let written = match file.as_mut() {
+            Some(f) => f.append(&records, sync, &mut text),
+            None => Err(io::Error::other("the lease file is not open")),
+        };
+        match written {
             Ok(()) => {
                 counters
                     .lease_writes
@@ -562,32 +772,77 @@ fn writer(
                 if sync {
                     Counters::bump(&counters.lease_syncs);
                 }
-                let failed = held.send_paced(&sock, PACE_BURST, PACE_GAP);
-                counters
-                    .send_errors
-                    .fetch_add(failed as u64, Ordering::Relaxed);
+                for (sock, mut out) in outs {
+                    if let Some(sock) = sock {
+                        let failed = out.send_paced(&sock, PACE_BURST, PACE_GAP);
+                        counters
+                            .send_errors
+                            .fetch_add(failed as u64, Ordering::Relaxed);
+                    }
+                }
             }
             Err(e) => {
                 counters
                     .not_durable
                     .fetch_add(waiting as u64, Ordering::Relaxed);
-                if last_error.is_none_or(|t| t.elapsed().as_secs() >= 60) {
+                if file.is_some() && last_error.is_none_or(|t| t.elapsed().as_secs() >= 60) {
                     error!(
-                        "cannot write the lease file: {e}; pool clients get no ACK until it works again (logged once a minute)"
+                        "cannot write the lease file {}: {e}; pool clients get no ACK until it works again (logged once a minute)",
+                        path.display()
                     );
                     last_error = Some(Instant::now());
                 }
             }
         }
-        held_count.fetch_sub(waiting, Ordering::Relaxed);
-        if file.wants_compaction() {
+        shared.held.fetch_sub(waiting, Ordering::Relaxed);
+        if let Some(f) = file.as_mut()
+            && f.wants_compaction()
+        {
             // The bindings are the server's; a few ms of its lock to write
             // them out beats a second copy of 50,000 records.
-            let written = file.write_compacted(lock(&core).db.records());
-            if let Err(e) = written.and_then(|c| file.install(c)) {
-                file.postpone_compaction();
+            let written = f.write_compacted(lock(&shared.core).db.records());
+            if let Err(e) = written.and_then(|c| f.install(c)) {
+                f.postpone_compaction();
                 error!("cannot compact the lease file: {e}; still appending to it");
             }
+        }
+    }
+}
+
+fn same_socket(a: &Option<Arc<UdpSocket>>, b: &Option<Arc<UdpSocket>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => a.is_none() && b.is_none(),
+    }
+}
+
+/// Try the lease file again; once it opens, its records join the bindings
+/// made meanwhile (those win: they are newer) and the pool is served.
+fn reopen(path: &std::path::Path, shared: &Shared) -> Option<LeaseFile> {
+    match LeaseFile::open(path) {
+        Ok((file, loaded)) => {
+            let mut core = lock(&shared.core);
+            let newer: Vec<Record> = core.db.records().cloned().collect();
+            for r in loaded.records.into_iter().chain(newer) {
+                core.db.put(r);
+            }
+            drop(core);
+            lock(&shared.status).pool_refused = None;
+            shared.pool_ok.store(true, Ordering::Relaxed);
+            info!(
+                "lease file {} is usable again: pool clients are served",
+                path.display()
+            );
+            Some(file)
+        }
+        Err(e) => {
+            let why = chain(&e);
+            let mut st = lock(&shared.status);
+            if st.pool_refused.as_deref() != Some(why.as_str()) {
+                error!("{why}; pool clients still get no lease");
+                st.pool_refused = Some(why);
+            }
+            None
         }
     }
 }
@@ -614,23 +869,94 @@ end = "192.168.1.200"
         b
     }
 
-    #[test]
-    fn pool_acks_past_the_writer_backlog_are_dropped_and_counted() {
-        let text = format!("{}{POOL}", crate::config::test_text::INTERFACES);
+    fn shared(extra: &str) -> Arc<Shared> {
+        let text = format!("{}{extra}", crate::config::test_text::INTERFACES);
         let cfg = crate::config::parse(&text, Path::new("t.toml")).expect("valid");
         let tables = Arc::new(Tables::new(&cfg));
-        let shared = Arc::new(Mutex::new(Core {
-            db: LeaseDb::new(tables.pool),
-            tables,
-        }));
-        let mut lp = Loop::new(
-            "eth0".into(),
-            shared.clone(),
-            Arc::new(Counters::default()),
-            Arc::new(AtomicUsize::new(MAX_HELD)),
+        Arc::new(Shared {
+            core: Mutex::new(Core {
+                db: LeaseDb::new(tables.pool),
+                tables,
+            }),
+            counters: Counters::default(),
+            status: Mutex::new(Status::default()),
+            pool_ok: AtomicBool::new(true),
+            held: AtomicUsize::new(0),
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    #[test]
+    fn without_a_lease_file_reservations_are_served_and_the_pool_refused() {
+        let host =
+            "[[host]]\nname = \"n1\"\nmac = \"02:00:00:00:00:01\"\naddress = \"192.168.1.10\"\n";
+        let shared = shared(&format!("{POOL}{host}"));
+        shared.pool_ok.store(false, Ordering::Relaxed);
+        let mut lp = Loop::new("eth0".into(), shared.clone());
+        let mut core = lock(&shared.core);
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind"));
+        let mut job = Job::default();
+        let now = 1_800_000_000;
+        lp.handle(
+            &relayed(MessageType::Discover, vec![]),
+            &mut core,
+            now,
+            &sock,
+            &mut job,
         );
-        let mut core = lock(&shared);
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        assert!(lp.now_out.is_empty(), "no pool OFFER");
+        assert_eq!(lp.shared.counters.snapshot().pool_refused, 1);
+        let mut reserved = packet(MessageType::Discover, [2, 0, 0, 0, 0, 1], vec![]);
+        reserved[24..28].copy_from_slice(&[192, 168, 1, 1]);
+        lp.handle(&reserved, &mut core, now, &sock, &mut job);
+        assert_eq!(lp.now_out.len(), 1, "the reservation gets its OFFER");
+    }
+
+    #[test]
+    fn a_lease_file_that_opens_again_brings_its_leases_and_the_pool_back() {
+        let dir = std::env::temp_dir().join(format!("hn-dhcp-reopen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("leases");
+        std::fs::write(
+            &path,
+            "bound 192.168.1.200 02:00:00:00:00:07 2000000000 1 -\n",
+        )
+        .expect("write");
+        let shared = shared(POOL);
+        shared.pool_ok.store(false, Ordering::Relaxed);
+        store::fail_at(&path, store::Step::Read);
+        assert!(reopen(&path, &shared).is_none());
+        let st = lock(&shared.status).clone();
+        assert!(
+            st.pool_refused
+                .as_ref()
+                .is_some_and(|w| w.contains("injected")),
+            "{st:?}"
+        );
+        assert!(!shared.pool_ok.load(Ordering::Relaxed));
+        store::heal(&path);
+        assert!(reopen(&path, &shared).is_some());
+        assert!(shared.pool_ok.load(Ordering::Relaxed));
+        assert_eq!(lock(&shared.status).pool_refused, None);
+        assert_eq!(
+            lock(&shared.core)
+                .db
+                .get([192, 168, 1, 200].into())
+                .map(|r| r.mac),
+            Some(Mac(MAC)),
+            "the file's lease is known again"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pool_acks_past_the_writer_backlog_are_dropped_and_counted() {
+        let shared = shared(POOL);
+        shared.held.store(MAX_HELD, Ordering::Relaxed);
+        let mut lp = Loop::new("eth0".into(), shared.clone());
+        let mut core = lock(&shared.core);
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind"));
         let mut job = Job::default();
         let now = 1_800_000_000;
         lp.handle(
@@ -650,17 +976,17 @@ end = "192.168.1.200"
         );
         lp.handle(&request, &mut core, now, &sock, &mut job);
         assert!(job.held.is_empty(), "the writer is MAX_HELD behind");
-        assert_eq!(lp.counters.snapshot().dropped_writer_behind, 1);
+        assert_eq!(lp.shared.counters.snapshot().dropped_writer_behind, 1);
         assert_eq!(
             job.records.iter().map(|r| r.state).collect::<Vec<_>>(),
             [State::Bound],
             "the binding is still written"
         );
-        lp.held.store(MAX_HELD - 1, Ordering::Relaxed);
+        lp.shared.held.store(MAX_HELD - 1, Ordering::Relaxed);
         lp.handle(&request, &mut core, now, &sock, &mut job);
         assert_eq!(job.held.len(), 1, "the retry's ACK waits for the sync");
         lp.handle(&request, &mut core, now, &sock, &mut job);
         assert_eq!(job.held.len(), 1, "held in this batch counts too");
-        assert_eq!(lp.counters.snapshot().dropped_writer_behind, 2);
+        assert_eq!(lp.shared.counters.snapshot().dropped_writer_behind, 2);
     }
 }

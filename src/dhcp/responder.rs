@@ -33,8 +33,10 @@ pub enum Quiet {
     PoolExhausted,
     /// A REQUEST, DECLINE or RELEASE meant for another server.
     OtherServer,
-    /// Relayed from a network we do not serve.
+    /// Relayed by an address that is not a unicast address of the LAN.
     ForeignRelay,
+    /// DHCPINFORM from an address that is not a unicast address of the LAN.
+    ForeignInform,
     /// Missing the fields its message type needs (e.g. REQUEST with no address).
     Incomplete,
     /// Handled; no reply is due (RELEASE, DECLINE).
@@ -67,8 +69,9 @@ pub fn respond(
     buf: &mut Vec<u8>,
 ) -> Outcome {
     // Relayed requests must come from a relay on our subnet: it is the
-    // only subnet we have addresses and options for.
-    if !req.giaddr.is_unspecified() && !t.net.contains(&req.giaddr) {
+    // only subnet we have addresses and options for. Its network or
+    // broadcast address is no relay's: the reply would go out as a broadcast.
+    if !req.giaddr.is_unspecified() && !t.lan_unicast(req.giaddr) {
         return quiet(Quiet::ForeignRelay);
     }
     let mut cx = Ctx {
@@ -381,6 +384,11 @@ impl Ctx<'_> {
         let req = self.req;
         if req.ciaddr.is_unspecified() {
             return quiet(Quiet::Incomplete);
+        }
+        // Options are for this LAN only, and a reply to its network or
+        // broadcast address would be a broadcast.
+        if !self.t.lan_unicast(req.ciaddr) {
+            return quiet(Quiet::ForeignInform);
         }
         if self.host().is_none() && self.t.pool.is_none() {
             return quiet(Quiet::UnknownClient);
@@ -902,8 +910,33 @@ lease_time = "1h"
         );
         let codes = wire_order(&e.buf);
         assert_eq!(codes.last(), Some(&82), "option 82 is echoed last");
-        // From a relay on a network we do not serve: dropped.
-        b[24..28].copy_from_slice(&[10, 0, 0, 1]);
-        assert_eq!(e.send(&b, NOW).0, quiet(Quiet::ForeignRelay));
+        // From a relay on a network we do not serve, or from the LAN's
+        // network or broadcast address: dropped.
+        for giaddr in [[10, 0, 0, 1], [192, 168, 1, 0], [192, 168, 1, 255]] {
+            b[24..28].copy_from_slice(&giaddr);
+            assert_eq!(e.send(&b, NOW).0, quiet(Quiet::ForeignRelay), "{giaddr:?}");
+        }
+    }
+
+    #[test]
+    fn inform_is_answered_only_for_unicast_addresses_of_the_lan() {
+        let mut e = Env::new(true);
+        let inform = |ciaddr: [u8; 4]| {
+            let mut b = packet(MessageType::Inform, STRANGER, vec![]);
+            b[12..16].copy_from_slice(&ciaddr);
+            b
+        };
+        let (out, _) = e.send(&inform([192, 168, 1, 50]), NOW);
+        assert!(
+            matches!(out, Outcome::Reply { kind: MessageType::Ack, target: Target::Client(ip), .. } if ip == Ipv4Addr::new(192, 168, 1, 50)),
+            "{out:?}"
+        );
+        for ciaddr in [[10, 0, 0, 5], [192, 168, 1, 0], [192, 168, 1, 255]] {
+            assert_eq!(
+                e.send(&inform(ciaddr), NOW).0,
+                quiet(Quiet::ForeignInform),
+                "{ciaddr:?}"
+            );
+        }
     }
 }

@@ -8,9 +8,15 @@
 //!   runs when the log has doubled, so rewrites cost O(1) per appended line;
 //! - a bad line at start-up is reported with its number and skipped, the
 //!   file is copied aside first, every good line is kept, and the file is
-//!   rewritten without it.
+//!   rewritten without it. A last line cut short (a crash or a full disk
+//!   mid-append) was never acknowledged: it is logged and cut off in place,
+//!   which needs no free space and leaves no copy behind;
+//! - after compaction's rename the writer appends to the new file through
+//!   the handle it wrote it with, so it never writes to an unlinked file;
+//!   until the directory sync that makes the rename durable succeeds, no
+//!   append counts as on disk.
 
-use super::leases::Record;
+use super::leases::{Record, State};
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -89,6 +95,10 @@ pub struct LeaseFile {
     compacted: usize,
     /// The last append failed part-way: start the next one on a new line.
     torn: bool,
+    /// The last compaction's rename may not be on disk yet; a power loss
+    /// could bring the old file back, so nothing appended is durable until
+    /// a directory sync succeeds.
+    dir_unsynced: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,11 +119,73 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 }
 
 fn sync_dir(path: &Path) -> io::Result<()> {
+    fault(path, Step::SyncDir)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     File::open(dir)?.sync_all()
+}
+
+/// The file system steps a test can make fail (`fail_at`), to check what
+/// the server does when the disk does it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Read,
+    CopyAside,
+    WriteCompacted,
+    SyncDir,
+    Append,
+}
+
+#[cfg(not(test))]
+fn fault(_: &Path, _: Step) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+static FAULTS: std::sync::Mutex<Vec<(PathBuf, Step)>> = std::sync::Mutex::new(Vec::new());
+
+/// Make `step` fail on the lease file `path` until `heal(path)`; keyed by
+/// path so tests running at once do not see each other's faults.
+#[cfg(test)]
+pub fn fail_at(path: &Path, step: Step) {
+    FAULTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((path.to_owned(), step));
+}
+
+#[cfg(test)]
+pub fn heal(path: &Path) {
+    FAULTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(p, _)| p != path);
+}
+
+#[cfg(test)]
+fn fault(path: &Path, step: Step) -> io::Result<()> {
+    let faults = FAULTS.lock().unwrap_or_else(|e| e.into_inner());
+    if faults.iter().any(|(p, s)| p == path && *s == step) {
+        return Err(io::Error::other(format!("injected failure at {step:?}")));
+    }
+    Ok(())
+}
+
+/// Cut a last line that has no newline (never acknowledged: its sync did
+/// not finish) off the file in place; returns what was cut.
+fn cut_torn_tail(path: &Path, bytes: &mut Vec<u8>) -> io::Result<Option<String>> {
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(None);
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(keep as u64)?;
+    f.sync_all()?;
+    let cut = String::from_utf8_lossy(&bytes[keep..]).into_owned();
+    bytes.truncate(keep);
+    Ok(Some(cut))
 }
 
 impl LeaseFile {
@@ -136,13 +208,28 @@ impl LeaseFile {
                 lock: lock_path,
             });
         }
-        let loaded = read(path).map_err(io_err(path))?;
+        let mut bytes = match fault(path, Step::Read).and_then(|()| fs::read(path)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        if let Some(cut) = cut_torn_tail(path, &mut bytes).map_err(io_err(path))? {
+            tracing::warn!(
+                "lease file {}: the last line was cut short (a crash or a full disk while writing it; \
+                 it was never acknowledged) and is removed: {:?}",
+                path.display(),
+                cut
+            );
+        }
+        let loaded = parse(&String::from_utf8_lossy(&bytes));
         if !loaded.problems.is_empty() {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let aside = PathBuf::from(format!("{}.bad-{now}", path.display()));
-            fs::copy(path, &aside).map_err(io_err(&aside))?;
+            fault(path, Step::CopyAside)
+                .and_then(|()| fs::copy(path, &aside))
+                .map_err(io_err(&aside))?;
             for p in &loaded.problems {
                 tracing::warn!(
                     "lease file {}:{}: {}; line skipped",
@@ -189,6 +276,7 @@ impl LeaseFile {
             lines,
             compacted: latest.len(),
             torn: false,
+            dir_unsynced: false,
         };
         if needs_compact {
             let c = lf.write_compacted(latest.into_values());
@@ -207,7 +295,9 @@ impl LeaseFile {
             r.write_line(text);
         }
         if !text.is_empty() {
-            if let Err(e) = self.file.write_all(text.as_bytes()) {
+            let written =
+                fault(&self.path, Step::Append).and_then(|()| self.file.write_all(text.as_bytes()));
+            if let Err(e) = written {
                 self.torn = true;
                 return Err(e);
             }
@@ -215,6 +305,10 @@ impl LeaseFile {
         }
         if sync {
             self.file.sync_data()?;
+            if self.dir_unsynced {
+                sync_dir(&self.path)?;
+                self.dir_unsynced = false;
+            }
         }
         self.lines += records.len();
         Ok(())
@@ -238,8 +332,11 @@ impl LeaseFile {
         live: impl Iterator<Item = &'r Record>,
     ) -> io::Result<Compacted> {
         let tmp = PathBuf::from(format!("{}.tmp", self.path.display()));
-        let mut records: Vec<&Record> = live.collect();
+        // An offer is a 30 s hold in memory, never promised: it is not a
+        // line the loader accepts, and a restart may forget it.
+        let mut records: Vec<&Record> = live.filter(|r| r.state != State::Offered).collect();
         records.sort_by_key(|r| r.ip);
+        fault(&self.path, Step::WriteCompacted)?;
         let mut out = io::BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
         out.write_all(HEADER.as_bytes())?;
         let mut line = String::new();
@@ -257,15 +354,23 @@ impl LeaseFile {
     }
 
     /// Make a written compaction the lease file: sync it, rename it over the
-    /// old one, sync the directory, and append to it from now on.
+    /// old one, sync the directory, and append to it from now on. Until the
+    /// rename the old file stays the one appended to; from the rename on it
+    /// is the new one, through the handle that wrote it (reopening by name
+    /// could fail and leave the writer on the unlinked old file).
     pub fn install(&mut self, c: Compacted) -> io::Result<()> {
-        c.file.sync_all()?;
-        fs::rename(&c.tmp, &self.path)?;
-        sync_dir(&self.path)?;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
-        self.lines = c.lines;
-        self.compacted = c.lines;
+        let Compacted { tmp, file, lines } = c;
+        if let Err(e) = file.sync_all().and_then(|()| fs::rename(&tmp, &self.path)) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.file = file;
+        self.lines = lines;
+        self.compacted = lines;
         self.torn = false;
+        self.dir_unsynced = true;
+        sync_dir(&self.path)?;
+        self.dir_unsynced = false;
         Ok(())
     }
 }
@@ -296,6 +401,121 @@ mod tests {
         assert!(l.problems[0].message.contains("6 fields"));
         assert_eq!(l.problems[1].line, 5);
         assert!(l.problems[1].message.contains("truncated"));
+    }
+
+    /// A fresh directory for one test, removed when dropped.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(test: &str) -> Dir {
+            let d = std::env::temp_dir().join(format!("hn-dhcp-{test}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&d);
+            fs::create_dir_all(&d).expect("dir");
+            Dir(d)
+        }
+        fn names(&self) -> Vec<String> {
+            let mut v: Vec<String> = fs::read_dir(&self.0)
+                .expect("list")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            heal(&self.0.join("leases"));
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn rec(line: &str) -> Record {
+        Record::parse_line(line).expect("valid line")
+    }
+
+    #[test]
+    fn compaction_writes_only_what_the_loader_accepts() {
+        let dir = Dir::new("compact-states");
+        let path = dir.0.join("leases");
+        let (mut lf, _) = LeaseFile::open(&path).expect("open");
+        let bound = rec("bound 10.0.0.10 02:00:00:00:00:01 200 100 host1");
+        let released = rec("released 10.0.0.11 02:00:00:00:00:02 150 150 -");
+        let declined = rec("declined 10.0.0.12 02:00:00:00:00:03 3700 100 -");
+        let mut offered = rec("bound 10.0.0.13 02:00:00:00:00:04 130 100 -");
+        offered.state = State::Offered;
+        let all = [&bound, &released, &declined, &offered];
+        let c = lf.write_compacted(all.into_iter()).expect("write");
+        lf.install(c).expect("install");
+        drop(lf);
+        let (_lf, loaded) = LeaseFile::open(&path).expect("restart");
+        assert_eq!(loaded.problems, vec![], "nothing the loader rejects");
+        assert_eq!(loaded.records, vec![bound, released, declined]);
+        assert_eq!(dir.names(), ["leases", "leases.lock"], "no copy set aside");
+    }
+
+    #[test]
+    fn after_the_rename_appends_go_to_the_named_file_even_if_the_directory_sync_fails() {
+        let dir = Dir::new("rename");
+        let path = dir.0.join("leases");
+        let (mut lf, _) = LeaseFile::open(&path).expect("open");
+        let a = rec("bound 10.0.0.10 02:00:00:00:00:01 200 100 -");
+        let b = rec("bound 10.0.0.11 02:00:00:00:00:02 200 100 -");
+        let mut text = String::new();
+        lf.append(std::slice::from_ref(&a), true, &mut text)
+            .expect("append");
+        fail_at(&path, Step::SyncDir);
+        let c = lf.write_compacted([&a].into_iter()).expect("write");
+        assert!(lf.install(c).is_err(), "the directory sync failed");
+        // The rename is not known to be on disk: nothing is durable yet.
+        assert!(
+            lf.append(std::slice::from_ref(&b), true, &mut text)
+                .is_err()
+        );
+        heal(&path);
+        lf.append(&[], true, &mut text)
+            .expect("the directory syncs now");
+        let on_disk = read(&path).expect("read");
+        assert_eq!(
+            on_disk.records,
+            vec![a, b],
+            "written to the file that has the name"
+        );
+    }
+
+    #[test]
+    fn a_last_line_cut_by_a_full_disk_is_cut_off_in_place_without_a_copy() {
+        let dir = Dir::new("torn");
+        let path = dir.0.join("leases");
+        fs::write(&path, format!("{HEADER}{GOOD}bound 10.0.0.11 02:00:00:00")).expect("write");
+        let (_lf, loaded) = LeaseFile::open(&path).expect("opens");
+        assert_eq!(loaded.problems, vec![]);
+        assert_eq!(loaded.records.len(), 1);
+        assert_eq!(
+            fs::read_to_string(&path).expect("read"),
+            format!("{HEADER}{GOOD}")
+        );
+        assert_eq!(dir.names(), ["leases", "leases.lock"], "no copy set aside");
+    }
+
+    #[test]
+    fn read_and_copy_aside_failures_are_errors_that_name_the_file() {
+        let dir = Dir::new("faults");
+        let path = dir.0.join("leases");
+        fs::write(&path, format!("{GOOD}bad\n")).expect("write");
+        fail_at(&path, Step::Read);
+        let e = LeaseFile::open(&path).expect_err("cannot read");
+        assert!(e.to_string().contains("leases"), "{e}");
+        heal(&path);
+        fail_at(&path, Step::CopyAside);
+        let e = LeaseFile::open(&path).expect_err("cannot copy aside");
+        assert!(e.to_string().contains("leases.bad-"), "{e}");
+        heal(&path);
+        fail_at(&path, Step::WriteCompacted);
+        LeaseFile::open(&path).expect_err("cannot compact");
+        heal(&path);
+        let (_lf, loaded) = LeaseFile::open(&path).expect("works once healed");
+        assert_eq!(loaded.records.len(), 1);
     }
 
     #[test]

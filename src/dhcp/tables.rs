@@ -167,6 +167,14 @@ impl Tables {
         }
     }
 
+    /// Is `ip` a host address of the LAN: inside it, and neither its
+    /// network nor its broadcast address (a /31 or /32 has no such two)?
+    pub fn lan_unicast(&self, ip: Ipv4Addr) -> bool {
+        self.net.contains(&ip)
+            && (self.net.prefix_len() >= 31
+                || (ip != self.net.network() && ip != self.net.broadcast()))
+    }
+
     /// May the pool hand out `ip`? (In the pool, not reserved, not ours.)
     pub fn poolable(&self, ip: Ipv4Addr) -> bool {
         self.pool.is_some_and(|p| p.contains(ip))
