@@ -46,6 +46,7 @@ pub enum Command {
     /// Ask the running daemon to re-read its config.
     Reload,
     /// Show what is live: interfaces, firewall, balancer, leases.
+    #[command(after_help = crate::commands::STATUS_EXIT_CODES)]
     Status(JsonArgs),
     /// List reservations and leases.
     Leases(JsonArgs),

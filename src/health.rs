@@ -43,9 +43,23 @@ pub enum State {
 }
 
 /// Health of every checked real server. A server with no entry (no check
-/// configured, or not checked yet) counts as up.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// configured, or not checked yet) counts as up. On the control socket it
+/// travels as a list of [target, state] (JSON object keys can only be strings).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Vec<(Target, State)>", into = "Vec<(Target, State)>")]
 pub struct HealthMap(BTreeMap<Target, State>);
+
+impl From<Vec<(Target, State)>> for HealthMap {
+    fn from(list: Vec<(Target, State)>) -> HealthMap {
+        HealthMap(list.into_iter().collect())
+    }
+}
+
+impl From<HealthMap> for Vec<(Target, State)> {
+    fn from(m: HealthMap) -> Self {
+        m.0.into_iter().collect()
+    }
+}
 
 impl HealthMap {
     pub fn is_up(&self, t: &Target) -> bool {
@@ -56,18 +70,6 @@ impl HealthMap {
     }
     pub fn iter(&self) -> impl Iterator<Item = (&Target, &State)> {
         self.0.iter()
-    }
-    /// As the daemon's control socket sends it: a list of [target, state]
-    /// (JSON object keys can only be strings).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!(self.0.iter().collect::<Vec<_>>())
-    }
-    /// What `to_json` wrote; anything else (an older daemon's error) is
-    /// no health information: all up.
-    pub fn from_json(v: serde_json::Value) -> HealthMap {
-        serde_json::from_value::<Vec<(Target, State)>>(v)
-            .map(|list| HealthMap(list.into_iter().collect()))
-            .unwrap_or_default()
     }
 }
 
@@ -220,20 +222,6 @@ async fn run_one(target: Target, check: HealthCheck, tx: watch::Sender<HealthMap
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_control_socket_form_reads_back() {
-        let t = |port| Target {
-            service: "web".into(),
-            addr: Ipv4Addr::new(192, 168, 1, 101),
-            port,
-        };
-        let mut m = HealthMap::default();
-        m.set(t(8000), State::Down);
-        m.set(t(8001), State::Up);
-        assert_eq!(HealthMap::from_json(m.to_json()), m);
-        let old_daemon = serde_json::json!({ "error": "unknown request" });
-        assert_eq!(HealthMap::from_json(old_daemon), HealthMap::default());
-    }
     use crate::config::model::{Method, Origin, VirtualKey};
     use tokio::net::TcpListener;
 

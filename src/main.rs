@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     headnode::logging::init(cli.verbose);
     match commands::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("{}", headnode::errors::render(&e));
             ExitCode::from(headnode::errors::exit_code(&e))

@@ -1,6 +1,7 @@
 //! `headnode run` as an admin meets it, in namespaces: a net host, the head
 //! node, a LAN switch (bridge) and cluster nodes. Checks the daemon's
-//! lifecycle (lease, status, drift repair, reload, SIGTERM) and health-driven
+//! lifecycle (lease, status, drift repair, reload, SIGTERM), `status`'s exit
+//! codes, `reload` when nft refuses the new ruleset, and health-driven
 //! balancing with the nftables backend (this host kernel has no IPVS).
 
 mod common;
@@ -22,6 +23,9 @@ struct Lab {
     _lan: Netns,
     nodes: Vec<Netns>,
     dir: PathBuf,
+    /// More `VAR=value` for the daemon and every command (e.g. `HEADNODE_NFT`).
+    extra_env: Vec<String>,
+    reconcile: &'static str,
 }
 
 impl Lab {
@@ -61,6 +65,8 @@ impl Lab {
             _lan: lan,
             nodes,
             dir,
+            extra_env: Vec::new(),
+            reconcile: "2s",
         }
     }
 
@@ -69,11 +75,13 @@ impl Lab {
     }
 
     fn env(&self) -> Vec<String> {
-        vec![
+        let mut env = vec![
             format!("HEADNODE_STATE_DIR={}", self.dir.join("state").display()),
             format!("HEADNODE_RUN_DIR={}", self.dir.join("run").display()),
-            "HEADNODE_RECONCILE_INTERVAL=2s".to_string(),
-        ]
+            format!("HEADNODE_RECONCILE_INTERVAL={}", self.reconcile),
+        ];
+        env.extend(self.extra_env.iter().cloned());
+        env
     }
 
     /// `headnode ARGS` inside the head namespace with this lab's state dirs.
@@ -119,15 +127,20 @@ impl Lab {
         pid
     }
 
-    /// `headnode status --json`, parsed.
-    fn status(&self) -> serde_json::Value {
+    /// `headnode status --json`: its exit code and the document, which
+    /// carries the same code.
+    fn status(&self) -> (i32, serde_json::Value) {
         let st = self.headnode(&["status", "--json"]);
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-        serde_json::from_slice(&st.stdout).expect("status JSON")
+        let code = st.status.code().unwrap_or(-1);
+        let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status JSON ({e}), exit {code}: {}",
+                String::from_utf8_lossy(&st.stderr)
+            )
+        });
+        assert_eq!(v["version"], 1, "{v:#}");
+        assert_eq!(v["exit"]["code"], code, "{v:#}");
+        (code, v)
     }
 
     fn log(&self) -> String {
@@ -226,9 +239,10 @@ address = "192.168.1.101"
     // A real client gets its reservation, and status shows it.
     let out = udhcpc(&lab.nodes[0]);
     assert!(out.contains("lease of 192.168.1.101 obtained"), "{out}");
-    let v = lab.status();
+    let (code, v) = lab.status();
+    assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["daemon"]["running"], true);
-    assert_eq!(v["firewall"]["state"], "in sync");
+    assert_eq!(v["firewall"]["state"], "in_sync");
     let lease = v["leases"]
         .as_array()
         .and_then(|l| l.iter().find(|l| l["address"] == "192.168.1.101"))
@@ -241,16 +255,16 @@ address = "192.168.1.101"
     // and it listens again once the interface is back.
     lab.head.ok(&["ip", "link", "set", "eth0", "down"]);
     let deaf = wait_for(Duration::from_secs(3), || {
-        let v = lab.status();
+        let (_, v) = lab.status();
         (v["dhcp"]["deaf"] == "interface eth0 is down").then_some(())
     });
-    assert!(deaf.is_some(), "{:#}", lab.status());
+    assert!(deaf.is_some(), "{:#}", lab.status().1);
     lab.head.ok(&["ip", "link", "set", "eth0", "up"]);
     let back = wait_for(Duration::from_secs(3), || {
-        let v = lab.status();
+        let (_, v) = lab.status();
         (v["dhcp"]["serving"] == true && v["dhcp"]["rebinds"] == 1).then_some(())
     });
-    assert!(back.is_some(), "{:#}", lab.status());
+    assert!(back.is_some(), "{:#}", lab.status().1);
 
     // Someone flushes the whole ruleset: repaired within the reconcile interval.
     lab.head.ok(&["nft", "flush", "ruleset"]);
@@ -333,7 +347,8 @@ address = "192.168.1.101"
     assert!(lab.log().contains("firewall stays in place"));
 
     // Without the daemon, status reads the kernel: no daemon, rules still counted.
-    let v = lab.status();
+    let (code, v) = lab.status();
+    assert_eq!(code, 3, "daemon not running: {v:#}");
     assert_eq!(v["daemon"]["running"], false);
     let rules = v["firewall"]["rules"]
         .as_array()
@@ -352,9 +367,12 @@ address = "192.168.1.101"
         "restart reloaded the table:\n{}",
         lab.log()
     );
-    let st = lab.headnode(&["status", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status JSON");
-    assert_eq!(v["firewall"]["state"], "in sync", "{v:#}");
+    let (code, v) = lab.status();
+    assert_eq!(
+        (code, &v["firewall"]["state"]),
+        (0, &"in_sync".into()),
+        "{v:#}"
+    );
 }
 
 fn serve(node: &mut Netns, dir: &Path, text: &str, port: u16) -> u32 {
@@ -479,4 +497,165 @@ sorry_server = "sorry:8000"
     assert!(sorry.is_some(), "sorry server not used:\n{}", lab.log());
     // Health changes replace the balance chain and record it: no drift.
     assert!(!lab.log().contains("firewall drift"), "{}", lab.log());
+}
+
+#[test]
+fn status_exit_codes_say_what_is_wrong() {
+    if !can_netns("status exit codes") || !have("status exit codes", "busybox") {
+        return;
+    }
+    let mut lab = Lab::new("pre", &["00:12:34:56:78:91"]);
+    // No drift repair during the test: drift must stay visible.
+    lab.reconcile = "1h";
+    lab.nodes[0].ok(&["ip", "addr", "add", "192.168.1.101/24", "dev", "eth0"]);
+    write_config(
+        &lab,
+        r#"
+[[host]]
+name = "node1"
+mac = "00:12:34:56:78:91"
+address = "192.168.1.101"
+
+[[service]]
+name = "web"
+port = 8000
+real = ["node1:8000"]
+health = { check = "tcp", interval = "200ms", timeout = "150ms", rise = 1, fall = 1 }
+
+[balancer]
+backend = "nftables"
+"#,
+    );
+    let dir = lab.dir.clone();
+    let mut nodes = std::mem::take(&mut lab.nodes);
+    let httpd = serve(&mut nodes[0], &dir, "NODE1", 8000);
+    lab.nodes = nodes;
+    let pid = lab.start_daemon();
+
+    let (code, v) = lab.status();
+    assert_eq!(code, 0, "all well: {v:#}");
+
+    // The only real server stops: 5.
+    drop(lab.nodes[0].take_child(httpd).map(|mut c| c.kill()));
+    let down = wait_for(Duration::from_secs(5), || {
+        let (code, v) = lab.status();
+        (code == 5).then_some(v)
+    });
+    let v = down.unwrap_or_else(|| panic!("no exit 5:\n{}", lab.log()));
+    assert_eq!(v["exit"]["verdict"], "no_healthy_real", "{v:#}");
+    assert_eq!(v["balancer"]["services"][0]["reals"][0]["health"], "down");
+    let text = lab.headnode(&["status"]);
+    assert_eq!(text.status.code(), Some(5));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("service web: no real server is healthy"),
+        "{text}"
+    );
+
+    // The table is flushed behind the daemon's back: drift (4) wins over 5.
+    lab.head.ok(&["nft", "flush", "ruleset"]);
+    let (code, v) = lab.status();
+    assert_eq!(code, 4, "{v:#}");
+    assert_eq!(v["firewall"]["state"], "missing", "{v:#}");
+
+    // The daemon stops: 3.
+    signal(pid, "TERM");
+    drop(lab.head.take_child(pid).map(|mut c| c.wait()));
+    let (code, v) = lab.status();
+    assert_eq!(code, 3, "{v:#}");
+    assert_eq!(v["daemon"]["running"], false);
+
+    // An invalid config: 1 (lower than 3), and status still prints.
+    let good = std::fs::read_to_string(lab.config()).unwrap();
+    std::fs::write(lab.config(), good.replace("192.168.1.101", "192.168.1.300")).unwrap();
+    let (code, v) = lab.status();
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        v["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("192.168.1.300")),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn reload_fails_when_nft_refuses_the_new_ruleset_and_the_old_one_stays() {
+    if !can_netns("reload truth") || !have("reload truth", "nft") {
+        return;
+    }
+    let mut lab = Lab::new("prl", &[]);
+    // nft as the daemon runs it, refusing every load once `refuse` exists
+    // (`nft -c` checks still pass through: the refusal is at commit).
+    let refuse = lab.dir.join("refuse");
+    let fake = lab.dir.join("nft");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nif [ -e {} ] && [ \"$1\" = -j ] && [ \"$2\" = -f ]; then\n  \
+             echo 'Error: Could not process rule: refused by the test' >&2\n  exit 1\nfi\n\
+             exec nft \"$@\"\n",
+            refuse.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    lab.extra_env
+        .push(format!("HEADNODE_NFT={}", fake.display()));
+    write_config(&lab, "");
+    lab.start_daemon();
+    let before = lab
+        .head
+        .ok(&["nft", "-s", "list", "table", "inet", "headnode"]);
+
+    // A valid change (port 2222 opened) that nft refuses: exit 2, nothing changes.
+    let good = std::fs::read_to_string(lab.config()).unwrap();
+    let opened = format!(
+        "{good}\n[[firewall.rule]]\naction = \"accept\"\nfrom = \"net\"\nto = \"fw\"\nproto = \"tcp\"\nports = [2222]\n"
+    );
+    std::fs::write(lab.config(), &opened).unwrap();
+    let check = lab.headnode(&["check"]);
+    assert!(
+        check.status.success(),
+        "the test config must be valid: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    std::fs::write(&refuse, "").unwrap();
+    let r = lab.headnode(&["reload"]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(err.contains("refused by the test"), "{err}");
+    assert!(err.contains("keeps running the previous config"), "{err}");
+    assert!(lab.log().contains("reload failed"), "{}", lab.log());
+    let after = lab
+        .head
+        .ok(&["nft", "-s", "list", "table", "inet", "headnode"]);
+    assert_eq!(after, before, "the previous table stays");
+    let (code, v) = lab.status();
+    assert_eq!(
+        (code, &v["firewall"]["state"]),
+        (0, &"in_sync".into()),
+        "{v:#}"
+    );
+
+    // An invalid config: exit 1, with the diagnostic.
+    std::fs::write(
+        lab.config(),
+        good.replace("192.168.1.254/24", "192.168.1.300/24"),
+    )
+    .unwrap();
+    let r = lab.headnode(&["reload"]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("192.168.1.300"), "{err}");
+
+    // nft accepts again: the same change reloads, and the port is in the table.
+    std::fs::remove_file(&refuse).unwrap();
+    std::fs::write(lab.config(), &opened).unwrap();
+    let r = lab.headnode(&["reload"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let now = lab
+        .head
+        .ok(&["nft", "-s", "list", "table", "inet", "headnode"]);
+    assert!(now.contains("2222"), "{now}");
 }

@@ -130,6 +130,7 @@ else
 fi
 
 step "headnode status"
-in_ns "$HEAD" env HEADNODE_RUN_DIR="$HEADNODE_RUN_DIR" "$HN" -c "$CFG" status
+# Its exit code says whether all is well; the demo goes on either way.
+in_ns "$HEAD" env HEADNODE_RUN_DIR="$HEADNODE_RUN_DIR" "$HN" -c "$CFG" status || echo "  (status exited $?)"
 
 step "done; cleaning up"

@@ -29,12 +29,25 @@ pub fn run(path: &Path, args: &JsonArgs) -> anyhow::Result<()> {
     let now = unix_now();
     let rows = lease_views(&tables, db.records(), now);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let doc = LeasesJson {
+            version: JSON_VERSION,
+            leases: rows,
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", table(&rows, now));
     }
     Ok(())
 }
+
+/// `headnode leases --json`; `version` changes when the shape does.
+#[derive(serde::Serialize)]
+struct LeasesJson {
+    version: u32,
+    leases: Vec<LeaseView>,
+}
+
+const JSON_VERSION: u32 = 1;
 
 /// "in 3h 2m", "5m ago".
 fn relative(t: u64, now: u64) -> String {
@@ -73,9 +86,9 @@ fn table(rows: &[LeaseView], now: u64) -> String {
         lines.push([
             r.address.to_string(),
             r.mac.clone(),
-            r.kind.into(),
+            r.kind.as_str().into(),
             r.name.clone().unwrap_or_else(|| "-".into()),
-            r.state.into(),
+            r.state.as_str().into(),
             r.expires.map_or("-".into(), |t| relative(t, now)),
             r.last_seen.map_or("never".into(), |t| relative(t, now)),
         ]);

@@ -17,13 +17,17 @@ mod status;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
+pub use status::EXIT_CODES as STATUS_EXIT_CODES;
 use std::path::Path;
 
 pub(crate) use crate::errors::InvalidInput;
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Carry out the command; the exit code when it succeeded (0, or what
+/// `status` found).
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
     let path = cli.config.as_path();
     match cli.command {
+        Command::Status(args) => return status::run(path, &args),
         Command::Check(args) => check::run(path, &args),
         Command::Init(args) => init::run(path, &args),
         Command::Plan(args) => plan::run(path, &args),
@@ -37,8 +41,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import::run(&args),
         Command::Run => run::run(path),
         Command::Reload => reload::run(),
-        Command::Status(args) => status::run(path, &args),
-    }
+    }?;
+    Ok(0)
 }
 
 /// Load and validate the config, as an input error when it is invalid.

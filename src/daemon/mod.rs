@@ -3,18 +3,17 @@
 //! Start-up applies everything (sysctls, firewall, balancer) before DHCP
 //! answers, then tells systemd READY. While running it reconciles on a timer
 //! so drift (`nft flush ruleset`, `ipvsadm -C`) is repaired, follows health
-//! checks, reloads on SIGHUP or `headnode reload`, and answers `status` and
-//! `leases` on its control socket. SIGTERM stops DHCP and health checks but
+//! checks, reloads on SIGHUP or `headnode reload`, and answers the requests
+//! of `crate::control` on its control socket. SIGTERM stops DHCP and health checks but
 //! leaves the firewall in place: a stopped daemon must not open the box.
 
-pub mod control;
 pub mod notify;
 mod running;
 
 use crate::config;
+use crate::control::{self, Answer, Request};
 use crate::health::HealthMap;
 use crate::paths;
-use control::Request;
 use running::Running;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,9 +27,12 @@ use tokio::sync::mpsc;
 /// hand keep the real servers it drained drained; all up (an empty map) when
 /// no daemon answers.
 pub fn live_health() -> HealthMap {
-    match control::ask(&paths::control_socket(), Request::Health) {
-        Ok(Some(answer)) => HealthMap::from_json(answer),
-        _ => HealthMap::default(),
+    match control::health(&paths::control_socket()) {
+        Ok(health) => health.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!("{e}; planning with every real server up");
+            HealthMap::default()
+        }
     }
 }
 
@@ -48,7 +50,7 @@ pub fn reconcile_interval() -> Duration {
 
 struct ControlMsg {
     req: Request,
-    reply: tokio::sync::oneshot::Sender<serde_json::Value>,
+    reply: tokio::sync::oneshot::Sender<Answer>,
 }
 
 pub async fn run(path: PathBuf) -> anyhow::Result<()> {
@@ -88,13 +90,10 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
             ended = state.dhcp_end() => state.dhcp_ended(ended),
             Some(msg) = ctl_rx.recv() => {
                 let answer = match msg.req {
-                    Request::Reload => {
-                        let ok = state.reload(&path).await;
-                        serde_json::json!({ "reloaded": ok })
-                    }
-                    Request::Status => state.status(started.elapsed()).await,
-                    Request::Leases => state.leases(),
-                    Request::Health => state.health().to_json(),
+                    Request::Reload => Answer::Reload(state.reload(&path).await),
+                    Request::Status => Answer::Status(Box::new(state.status(started.elapsed()).await)),
+                    Request::Leases => Answer::Leases { leases: state.leases() },
+                    Request::Health => Answer::Health { health: state.health().clone() },
                 };
                 let _ = msg.reply.send(answer);
             }
@@ -118,7 +117,7 @@ fn bind_control() -> anyhow::Result<UnixListener> {
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let sock = paths::control_socket();
     // A socket file left by a daemon that was killed: nothing listens on it.
-    if control::ask(&sock, Request::Status)?.is_some() {
+    if control::listening(&sock)? {
         anyhow::bail!(
             "another headnode daemon is running (control socket {})",
             sock.display()
@@ -145,21 +144,26 @@ async fn serve_control(listener: UnixListener, tx: mpsc::Sender<ControlMsg>) {
                 BufReader::new(rd).read_line(&mut line),
             )
             .await;
-            let answer = match (read, Request::parse(&line)) {
-                (Ok(Ok(_)), Some(req)) => {
+            let request = match read {
+                Ok(Ok(_)) => {
+                    control::decode::<Request>(&line, "the client").map_err(|e| e.to_string())
+                }
+                Ok(Err(e)) => Err(format!("cannot read the request: {e}")),
+                Err(_) => Err("no request within 5 s".to_string()),
+            };
+            let answer = match request {
+                Ok(req) => {
                     let (reply, rx) = tokio::sync::oneshot::channel();
                     if tx.send(ControlMsg { req, reply }).await.is_err() {
                         return;
                     }
-                    rx.await.unwrap_or(serde_json::Value::Null)
+                    // The main loop drops the sender only when it stops.
+                    let Ok(answer) = rx.await else { return };
+                    answer
                 }
-                _ => {
-                    serde_json::json!({ "error": "unknown request; use status, leases, health or reload" })
-                }
+                Err(message) => Answer::Error { message },
             };
-            let mut text = answer.to_string();
-            text.push('\n');
-            let _ = wr.write_all(text.as_bytes()).await;
+            let _ = wr.write_all(control::encode(&answer).as_bytes()).await;
         });
     }
 }

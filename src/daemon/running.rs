@@ -3,18 +3,22 @@
 
 use crate::config::model::{Backend, VirtualService};
 use crate::config::{self, Config};
-use crate::dhcp::{self, DhcpError};
+use crate::control::{
+    BalancerStatus, DaemonInfo, DaemonStatus, DhcpServing, DhcpStatus, FirewallState,
+    FirewallStatus, Health, IpvsState, RealStatus, ReloadOutcome, ServiceStatus,
+};
+use crate::dhcp::{self, DhcpError, LeaseView};
 use crate::firewall::applied::{Applied, Comparison};
 use crate::firewall::nft::{Nft, NftError};
 use crate::firewall::{self, NftBalancer, rollback};
 use crate::health::{self, HealthMap};
 use crate::ipvs;
+use crate::plan::live::IpvsLive;
 use crate::plan::{self, NftLive};
 use crate::sysctl::Sysctls;
 use crate::tftp;
 use anyhow::Context;
 use nftables::schema::Nftables;
-use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -321,34 +325,44 @@ impl Running {
         }
     }
 
-    /// Re-read the config; an invalid one is logged with every error and
-    /// changes nothing. Returns whether the new config is now in effect.
-    pub(super) async fn reload(&mut self, path: &Path) -> bool {
+    /// Re-read the config and put it in effect. An invalid config, or one
+    /// whose ruleset nft refuses, changes nothing: the running config and
+    /// its firewall stay, and the outcome says why.
+    pub(super) async fn reload(&mut self, path: &Path) -> ReloadOutcome {
         let cfg = match config::load_resolved(path, crate::netinfo::ipv4_of) {
             Ok(cfg) => Arc::new(cfg),
             Err(e) => {
-                error!(
-                    "reload rejected, keeping the running config:\n{}",
-                    crate::errors::render(&e)
-                );
-                return false;
+                let errors = crate::errors::render(&e);
+                error!("reload rejected, keeping the running config:\n{errors}");
+                return ReloadOutcome::Rejected { errors };
             }
         };
-        let services_changed = json!(cfg.balancer.services) != json!(self.cfg.balancer.services);
-        self.cfg = cfg;
+        let services_changed = serde_json::to_value(&cfg.balancer.services).ok()
+            != serde_json::to_value(&self.cfg.balancer.services).ok();
+        let previous = (
+            std::mem::replace(&mut self.cfg, cfg),
+            self.backend,
+            self.backend_reason.clone(),
+        );
         let (backend, reason) = blocking(|| select_backend(&self.cfg));
-        if backend != self.backend {
-            info!(backend = ?backend, "{reason}");
-        }
         self.backend = backend;
         self.backend_reason = reason;
+        // The firewall first: when nft refuses the new ruleset (one
+        // transaction, so the old table is untouched) the old config stays
+        // in effect everywhere, and `headnode reload` exits non-zero.
+        if let Err(e) = self.ensure_firewall(true) {
+            (self.cfg, self.backend, self.backend_reason) = previous;
+            let error = format!("{e:#}");
+            error!("reload failed, keeping the running config and firewall: {error}");
+            return ReloadOutcome::Failed { error };
+        }
+        if self.backend != previous.1 {
+            info!(backend = ?self.backend, "{}", self.backend_reason);
+        }
         if services_changed {
             self.checks = None;
             self.health = HealthMap::default();
             self.start_checks();
-        }
-        if let Err(e) = self.ensure_firewall(true) {
-            self.note_error(format!("firewall: {e:#}"));
         }
         if let Err(e) = self.ensure_sysctls() {
             self.note_error(format!("sysctls: {e:#}"));
@@ -357,7 +371,7 @@ impl Running {
         self.reload_tftp();
         self.reload_dhcp().await;
         info!(config = %path.display(), "reloaded");
-        true
+        ReloadOutcome::Reloaded
     }
 
     /// Restart the TFTP server when its settings changed (transfers running
@@ -397,66 +411,100 @@ impl Running {
         }
     }
 
-    pub(super) async fn status(&self, uptime: Duration) -> serde_json::Value {
-        let services: Vec<_> = self
+    pub(super) async fn status(&self, uptime: Duration) -> DaemonStatus {
+        let services = self
             .cfg
             .balancer
             .services
             .iter()
             .map(|s| service_status(s, &self.health))
             .collect();
-        let firewall_state = match self.desired_ruleset() {
-            Ok(None) => "disabled".to_string(),
-            Ok(Some(rs)) => match blocking(|| self.nft.live_text()) {
-                Ok(live) => match plan::firewall_state(Some(&rs), &self.nft_live(live)) {
-                    Ok(Comparison::Unchanged) => "in sync".into(),
-                    Ok(Comparison::NoTable) => "missing (repaired at the next reconcile)".into(),
-                    Ok(Comparison::LiveChanged) => {
-                        "drifted (repaired at the next reconcile)".into()
-                    }
-                    // The last load failed (see last_error) or was not recorded.
-                    Ok(c @ (Comparison::NotRecorded | Comparison::ConfigChanged)) => format!(
-                        "not in sync: {} (loaded at the next reconcile)",
-                        c.reason().unwrap_or_default()
-                    ),
-                    Err(e) => format!("unknown: {e}"),
-                },
-                Err(e) => format!("unknown: {e}"),
+        DaemonStatus {
+            daemon: DaemonInfo {
+                pid: std::process::id(),
+                uptime_s: uptime.as_secs(),
+                config: self.cfg.path.clone(),
+                reconcile_interval_s: super::reconcile_interval().as_secs_f64(),
+                last_error: self.last_error.clone(),
             },
-            Err(e) => format!("unknown: {e:#}"),
+            firewall: FirewallStatus {
+                state: self.firewall_state(),
+                drift_repairs: self.firewall_repairs,
+            },
+            balancer: BalancerStatus {
+                backend: self.backend,
+                reason: self.backend_reason.clone(),
+                drift_repairs: self.ipvs_repairs,
+                ipvs: self.ipvs_state(),
+                services,
+            },
+            dhcp: DhcpStatus {
+                enabled: self.cfg.dhcp.enabled,
+                server: self.dhcp.as_ref().map(|d| DhcpServing {
+                    status: d.status(),
+                    counters: d.counters(),
+                }),
+                restarts: self.dhcp_restarts,
+            },
+            tftp: self.tftp.as_ref().map(tftp::Server::status),
+            leases: self.leases(),
+        }
+    }
+
+    fn firewall_state(&self) -> FirewallState {
+        let rs = match self.desired_ruleset() {
+            Ok(None) => return FirewallState::Disabled,
+            Ok(Some(rs)) => rs,
+            Err(e) => {
+                return FirewallState::Unknown {
+                    error: format!("{e:#}"),
+                };
+            }
         };
-        json!({
-            "daemon": {
-                "pid": std::process::id(),
-                "uptime_s": uptime.as_secs(),
-                "config": self.cfg.path,
-                "reconcile_interval_s": super::reconcile_interval().as_secs_f64(),
-                "last_error": self.last_error,
-            },
-            "firewall": {
-                "state": firewall_state,
-                "drift_repairs": self.firewall_repairs,
-            },
-            "balancer": {
-                "backend": self.backend,
-                "reason": self.backend_reason,
-                "drift_repairs": self.ipvs_repairs,
-                "services": services,
-            },
-            "dhcp": match &self.dhcp {
-                Some(d) => {
-                    let mut v = json!(d.status());
-                    v["counters"] = json!(d.counters());
-                    v["restarts"] = json!(self.dhcp_restarts);
-                    v
+        let live = match blocking(|| self.nft.live_text()) {
+            Ok(live) => live,
+            Err(e) => {
+                return FirewallState::Unknown {
+                    error: e.to_string(),
+                };
+            }
+        };
+        match plan::firewall_state(Some(&rs), &self.nft_live(live)) {
+            Ok(Comparison::Unchanged) => FirewallState::InSync,
+            Ok(Comparison::NoTable) => FirewallState::Missing,
+            Ok(Comparison::LiveChanged) => FirewallState::Drifted,
+            // The last load failed (see last_error) or was not recorded.
+            Ok(c @ (Comparison::NotRecorded | Comparison::ConfigChanged)) => {
+                FirewallState::NotInSync {
+                    reason: c.reason().unwrap_or_default().to_string(),
                 }
-                None => json!({ "serving": false, "restarts": self.dhcp_restarts }),
+            }
+            Err(e) => FirewallState::Unknown {
+                error: e.to_string(),
             },
-            "tftp": match &self.tftp {
-                Some(t) => t.status(),
-                None => json!({ "serving": false }),
-            },
-            "leases": self.leases(),
+        }
+    }
+
+    /// What the next IPVS reconcile would change; `None` when IPVS does not balance.
+    fn ipvs_state(&self) -> Option<IpvsState> {
+        if self.backend != Backend::Ipvs || self.cfg.balancer.services.is_empty() {
+            return None;
+        }
+        let want = ipvs::desired(&self.cfg, &self.health);
+        Some(match blocking(|| plan::live::ipvs_for(&self.cfg)) {
+            IpvsLive::Table { table, owned } => {
+                let ops = ipvs::diff(&want, &table, &owned, self.cfg.balancer.exclusive);
+                if ops.is_empty() {
+                    IpvsState::InSync
+                } else {
+                    IpvsState::Drifted {
+                        changes: ops.iter().map(ToString::to_string).collect(),
+                    }
+                }
+            }
+            IpvsLive::NoIpvs(why) | IpvsLive::Unreadable(why) | IpvsLive::NotRead(why) => {
+                IpvsState::Unknown { error: why }
+            }
         })
     }
 
@@ -464,11 +512,8 @@ impl Running {
         &self.health
     }
 
-    pub(super) fn leases(&self) -> serde_json::Value {
-        match &self.dhcp {
-            Some(d) => json!(d.leases()),
-            None => json!([]),
-        }
+    pub(super) fn leases(&self) -> Vec<LeaseView> {
+        self.dhcp.as_ref().map(|d| d.leases()).unwrap_or_default()
     }
 
     /// DHCP and health checks stop; the firewall and IPVS stay as they are.
@@ -484,30 +529,29 @@ impl Running {
     }
 }
 
-fn service_status(s: &VirtualService, health: &HealthMap) -> serde_json::Value {
-    let reals: Vec<_> = s
+fn service_status(s: &VirtualService, health: &HealthMap) -> ServiceStatus {
+    let reals = s
         .reals
         .iter()
-        .map(|r| {
-            let t = health::Target::of(s, r);
-            let state = if s.health.is_none() {
-                "not checked"
-            } else if health.is_up(&t) {
-                "up"
+        .map(|r| RealStatus {
+            name: r.name.clone(),
+            address: r.address,
+            port: r.port,
+            weight: r.weight,
+            health: if s.health.is_none() {
+                Health::NotChecked
+            } else if health.is_up(&health::Target::of(s, r)) {
+                Health::Up
             } else {
-                "down"
-            };
-            json!({
-                "name": r.name, "address": r.address, "port": r.port,
-                "weight": r.weight, "health": state,
-            })
+                Health::Down
+            },
         })
         .collect();
-    json!({
-        "name": s.name,
-        "key": s.key.to_string(),
-        "scheduler": s.scheduler,
-        "method": s.method.to_string(),
-        "reals": reals,
-    })
+    ServiceStatus {
+        name: s.name.clone(),
+        key: s.key.to_string(),
+        scheduler: s.scheduler.clone(),
+        method: s.method,
+        reals,
+    }
 }

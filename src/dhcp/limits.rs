@@ -2,7 +2,7 @@
 //! maps are bounded, so a flood of random MACs cannot grow memory.
 
 use crate::config::model::Mac;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,7 +17,7 @@ macro_rules! counters {
         pub struct Counters { $($(#[$doc])* pub $name: AtomicU64,)* }
 
         /// A copy of the counters at one instant.
-        #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+        #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
         pub struct CountersView { $($(#[$doc])* pub $name: u64,)* }
 
         impl Counters {

@@ -31,7 +31,7 @@ use crate::config::model::Mac;
 use leases::{LeaseDb, Record, State};
 use limits::{Counters, CountersView, LogGate, RateLimit};
 use responder::{Outcome, Quiet};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use socket::Outbox;
 use std::io;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -97,20 +97,61 @@ impl DhcpError {
     }
 }
 
-/// One row of `headnode leases`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// One row of `headnode leases` (and of the daemon's `leases` answer).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LeaseView {
     pub address: Ipv4Addr,
     pub mac: String,
-    /// `fixed` (a `[[host]]` reservation) or `dynamic` (pool).
-    pub kind: &'static str,
+    pub kind: LeaseKind,
     /// Reservation name, or the host name a pool client sent.
     pub name: Option<String>,
-    /// `reserved` (never seen), `offered`, `bound`, `expired`, `released`, `declined`.
-    pub state: &'static str,
+    pub state: LeaseState,
     /// Unix seconds; for declined addresses, the end of the quarantine.
     pub expires: Option<u64>,
     pub last_seen: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseKind {
+    /// A `[[host]]` reservation.
+    Fixed,
+    /// From the pool.
+    Dynamic,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseState {
+    /// A reservation whose client was never seen.
+    Reserved,
+    Offered,
+    Bound,
+    Expired,
+    Released,
+    Declined,
+}
+
+impl LeaseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseKind::Fixed => "fixed",
+            LeaseKind::Dynamic => "dynamic",
+        }
+    }
+}
+
+impl LeaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseState::Reserved => "reserved",
+            LeaseState::Offered => "offered",
+            LeaseState::Bound => "bound",
+            LeaseState::Expired => "expired",
+            LeaseState::Released => "released",
+            LeaseState::Declined => "declined",
+        }
+    }
 }
 
 /// Every reservation and every lease binding, by address.
@@ -122,11 +163,11 @@ pub fn lease_views<'a>(
     let mut rows = Vec::new();
     let mut seen_fixed = std::collections::HashSet::new();
     let state_of = |r: &Record| match r.state {
-        State::Bound | State::Offered if r.expires <= now => "expired",
-        State::Bound => "bound",
-        State::Offered => "offered",
-        State::Released => "released",
-        State::Declined => "declined",
+        State::Bound | State::Offered if r.expires <= now => LeaseState::Expired,
+        State::Bound => LeaseState::Bound,
+        State::Offered => LeaseState::Offered,
+        State::Released => LeaseState::Released,
+        State::Declined => LeaseState::Declined,
     };
     for r in records {
         let host = t.hosts.get(&r.mac).filter(|h| h.address == r.ip);
@@ -136,7 +177,11 @@ pub fn lease_views<'a>(
         rows.push(LeaseView {
             address: r.ip,
             mac: r.mac.to_string(),
-            kind: if host.is_some() { "fixed" } else { "dynamic" },
+            kind: if host.is_some() {
+                LeaseKind::Fixed
+            } else {
+                LeaseKind::Dynamic
+            },
             name: host
                 .map(|h| h.name.to_string())
                 .or_else(|| r.hostname.as_deref().map(str::to_string)),
@@ -150,9 +195,9 @@ pub fn lease_views<'a>(
             rows.push(LeaseView {
                 address: h.address,
                 mac: mac.to_string(),
-                kind: "fixed",
+                kind: LeaseKind::Fixed,
                 name: Some(h.name.to_string()),
-                state: "reserved",
+                state: LeaseState::Reserved,
                 expires: None,
                 last_seen: None,
             });
@@ -160,9 +205,7 @@ pub fn lease_views<'a>(
     }
     // A released reservation and a pool lease can share nothing, but two
     // rows for one address can exist when a reservation replaced a binding.
-    rows.sort_by(|a, b| {
-        (a.address, a.kind != "fixed", &a.mac).cmp(&(b.address, b.kind != "fixed", &b.mac))
-    });
+    rows.sort_by(|a, b| (a.address, a.kind, &a.mac).cmp(&(b.address, b.kind, &b.mac)));
     rows
 }
 
@@ -192,7 +235,7 @@ struct Shared {
 }
 
 /// What the server is doing, for `status`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Status {
     pub interface: String,
     /// Listening on the interface.

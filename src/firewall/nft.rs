@@ -10,6 +10,7 @@
 use super::applied::Applied;
 use super::{FAMILY_NAME, TABLE};
 use nftables::schema::{NfCmd, NfListObject, NfObject, Nftables};
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::io::Write;
 use std::path::PathBuf;
@@ -181,6 +182,23 @@ impl Nft {
         }
     }
 
+    /// Every rule of our table that counts, with its comment (the config
+    /// line it came from) and its counter; `None` when the table is not loaded.
+    pub fn rule_counters(&self) -> Result<Option<Vec<RuleCounter>>, NftError> {
+        let out = self.run(&["-j", "list", "table", FAMILY_NAME, TABLE], None)?;
+        if !out.status.success() {
+            let stderr = stderr_of(&out);
+            if stderr.contains("No such file or directory") {
+                return Ok(None);
+            }
+            return Err(NftError::Failed {
+                args: format!("-j list table {FAMILY_NAME} {TABLE}"),
+                stderr,
+            });
+        }
+        Ok(Some(rule_counters(&out.stdout)?))
+    }
+
     /// Our table with counter values, in nft syntax that `restore` can load again.
     pub fn snapshot(&self) -> Result<Option<String>, NftError> {
         let out = self.run(&["list", "table", FAMILY_NAME, TABLE], None)?;
@@ -262,6 +280,72 @@ impl Nft {
     }
 }
 
+/// One counted rule of our table, as `headnode status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleCounter {
+    pub chain: String,
+    pub comment: Option<String>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The part of nft's JSON listing that carries counters. Read with our own
+/// types rather than `nftables::schema`, whose expressions do not cover
+/// every statement an admin's nft version may list.
+#[derive(Deserialize)]
+struct Listing {
+    nftables: Vec<ListedObject>,
+}
+
+#[derive(Deserialize)]
+struct ListedObject {
+    rule: Option<ListedRule>,
+}
+
+#[derive(Deserialize)]
+struct ListedRule {
+    chain: String,
+    comment: Option<String>,
+    expr: Vec<ListedExpr>,
+}
+
+#[derive(Deserialize)]
+struct ListedExpr {
+    counter: Option<ListedCounter>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListedCounter {
+    Anonymous {
+        packets: u64,
+        bytes: u64,
+    },
+    /// A reference to a named counter object: no values in the rule.
+    Named(serde::de::IgnoredAny),
+}
+
+fn rule_counters(json: &[u8]) -> Result<Vec<RuleCounter>, serde_json::Error> {
+    let listing: Listing = serde_json::from_slice(json)?;
+    Ok(listing
+        .nftables
+        .into_iter()
+        .filter_map(|o| o.rule)
+        .filter_map(|r| {
+            let (packets, bytes) = r.expr.iter().find_map(|e| match e.counter {
+                Some(ListedCounter::Anonymous { packets, bytes }) => Some((packets, bytes)),
+                _ => None,
+            })?;
+            Some(RuleCounter {
+                chain: r.chain,
+                comment: r.comment,
+                packets,
+                bytes,
+            })
+        })
+        .collect())
+}
+
 fn run_with_stdin(cmd: &mut Command, stdin: Option<&str>) -> std::io::Result<Output> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(if stdin.is_some() {
@@ -314,7 +398,43 @@ fn normalize(listing: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::{RuleCounter, normalize, rule_counters};
+
+    #[test]
+    fn counters_are_read_from_the_json_listing() {
+        // As nft 1.0.6 lists a table: metainfo, table, chain, rules with and
+        // without a counter, a named counter reference.
+        let listing = br#"{"nftables": [
+            {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+            {"table": {"family": "inet", "name": "headnode", "handle": 1}},
+            {"chain": {"family": "inet", "table": "headnode", "name": "input", "handle": 1}},
+            {"rule": {"family": "inet", "table": "headnode", "chain": "input", "handle": 4,
+              "comment": "headnode.toml:12 allow ssh",
+              "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}},
+                       {"counter": {"packets": 7, "bytes": 420}}, {"accept": null}]}},
+            {"rule": {"family": "inet", "table": "headnode", "chain": "input", "handle": 5,
+              "expr": [{"counter": "named"}, {"drop": null}]}},
+            {"rule": {"family": "inet", "table": "headnode", "chain": "forward", "handle": 6,
+              "expr": [{"counter": {"packets": 0, "bytes": 0}}]}}
+        ]}"#;
+        assert_eq!(
+            rule_counters(listing).expect("listing"),
+            [
+                RuleCounter {
+                    chain: "input".into(),
+                    comment: Some("headnode.toml:12 allow ssh".into()),
+                    packets: 7,
+                    bytes: 420,
+                },
+                RuleCounter {
+                    chain: "forward".into(),
+                    comment: None,
+                    packets: 0,
+                    bytes: 0,
+                },
+            ]
+        );
+    }
 
     #[test]
     fn dynamic_set_elements_are_not_configuration() {

@@ -25,7 +25,7 @@ pub mod path;
 use options::{Limits, Negotiated};
 use packet::{ErrorCode, Mode, Reply, Request};
 use path::Root;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
@@ -115,7 +115,7 @@ struct Counters {
     bytes_sent: AtomicU64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Served {
     pub file: String,
     pub client: SocketAddr,
@@ -191,27 +191,48 @@ impl Server {
     }
 
     /// Counters, running transfers and the last files served.
-    pub fn status(&self) -> serde_json::Value {
+    pub fn status(&self) -> TftpStatus {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let active: usize = self.shared.sessions.lock().unwrap().values().sum();
-        serde_json::json!({
-            "serving": true,
-            "root": self.settings.root,
-            "listen": self.local,
-            "active": active,
-            "counters": {
-                "requests": get(&c.requests),
-                "completed": get(&c.completed),
-                "refused": get(&c.refused),
-                "aborted_by_client": get(&c.aborted_by_client),
-                "timed_out": get(&c.timed_out),
-                "failed": get(&c.failed),
-                "bytes_sent": get(&c.bytes_sent),
+        TftpStatus {
+            root: self.settings.root.clone(),
+            listen: self.local,
+            active: self.shared.sessions.lock().unwrap().values().sum(),
+            counters: TftpCounters {
+                requests: get(&c.requests),
+                completed: get(&c.completed),
+                refused: get(&c.refused),
+                aborted_by_client: get(&c.aborted_by_client),
+                timed_out: get(&c.timed_out),
+                failed: get(&c.failed),
+                bytes_sent: get(&c.bytes_sent),
             },
-            "recent": *self.shared.recent.lock().unwrap(),
-        })
+            recent: self.shared.recent.lock().unwrap().iter().cloned().collect(),
+        }
     }
+}
+
+/// The daemon's TFTP server as `headnode status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TftpStatus {
+    pub root: PathBuf,
+    pub listen: SocketAddr,
+    /// Transfers running now.
+    pub active: usize,
+    pub counters: TftpCounters,
+    /// The last files served, oldest first.
+    pub recent: Vec<Served>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TftpCounters {
+    pub requests: u64,
+    pub completed: u64,
+    pub refused: u64,
+    pub aborted_by_client: u64,
+    pub timed_out: u64,
+    pub failed: u64,
+    pub bytes_sent: u64,
 }
 
 impl Drop for Server {
@@ -763,15 +784,15 @@ mod tests {
         );
         // The server counts a transfer once it has read the last ACK.
         for _ in 0..50 {
-            if server.status()["counters"]["completed"] == 3 {
+            if server.status().counters.completed == 3 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let status = server.status();
-        assert_eq!(status["counters"]["completed"], 3);
-        assert_eq!(status["counters"]["bytes_sent"], 300_000 + 1024 + 4);
-        assert_eq!(status["recent"][0]["file"], "big");
+        assert_eq!(status.counters.completed, 3);
+        assert_eq!(status.counters.bytes_sent, 300_000 + 1024 + 4);
+        assert_eq!(status.recent[0].file, "big");
     }
 
     #[tokio::test]
@@ -808,7 +829,7 @@ mod tests {
                 .unwrap(),
             b"x"
         );
-        assert_eq!(server.status()["counters"]["refused"], 4);
+        assert_eq!(server.status().counters.refused, 4);
     }
 
     #[tokio::test]
@@ -827,8 +848,8 @@ mod tests {
         assert_eq!(busy.0, 0, "{}", busy.1);
         // 100 ms, then 2 retries: gone after about 300 ms.
         tokio::time::sleep(Duration::from_millis(600)).await;
-        assert_eq!(server.status()["counters"]["timed_out"], 1);
-        assert_eq!(server.status()["active"], 0);
+        assert_eq!(server.status().counters.timed_out, 1);
+        assert_eq!(server.status().active, 0);
         assert_eq!(
             fetch(addr, &rrq("f", "octet", &[]), 1).await.unwrap().len(),
             10_000

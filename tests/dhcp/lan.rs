@@ -199,7 +199,9 @@ impl Lan {
             .output()
             .expect("run headnode leases");
         assert!(o.status.success(), "{}", text(&o));
-        let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("json");
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(doc["version"], 1, "{doc:#}");
+        let rows = doc["leases"].as_array().cloned().unwrap_or_default();
         rows.iter()
             .map(|r| {
                 let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();

@@ -1,0 +1,601 @@
+//! The control protocol between the daemon (`headnode run`) and the commands
+//! that talk to it (`status`, `reload`, and `plan`/`apply` for the health
+//! view): one JSON line each way over a Unix socket, mode 0600 in a
+//! root-only directory.
+//!
+//! Both sides use these types, so a renamed field is a compile error rather
+//! than a `status` that silently shows nothing. Every line carries
+//! [`VERSION`]; a daemon and a client of different versions (an upgrade
+//! without a restart) refuse each other's lines with an error that says so,
+//! instead of guessing at fields. This module imports neither `commands` nor
+//! the daemon: it is the boundary between them.
+
+use crate::config::model::{Backend, Method};
+use crate::dhcp::LeaseView;
+use crate::dhcp::limits::CountersView;
+use crate::health::HealthMap;
+use crate::tftp::TftpStatus;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The wire version. Bump it whenever a request or answer changes shape.
+pub const VERSION: u32 = 1;
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// What the daemon alone knows: health, drift repairs, DHCP counters.
+    Status,
+    /// Every reservation and lease the DHCP server holds.
+    Leases,
+    /// The health checks' view, so `plan` and `apply` drain what it drained.
+    Health,
+    /// Re-read the config and put it in effect.
+    Reload,
+}
+
+impl Request {
+    /// How long the client waits for the answer: a reload reconciles the
+    /// firewall and IPVS, whose netlink calls are given up to a minute.
+    fn timeout(&self) -> Duration {
+        match self {
+            Request::Status | Request::Leases | Request::Health => Duration::from_secs(10),
+            Request::Reload => Duration::from_secs(90),
+        }
+    }
+}
+
+/// What the daemon answers; one variant per request, or an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum Answer {
+    Status(Box<DaemonStatus>),
+    Leases {
+        leases: Vec<LeaseView>,
+    },
+    Health {
+        health: HealthMap,
+    },
+    Reload(ReloadOutcome),
+    /// The request was not understood (another version, or not a request).
+    Error {
+        message: String,
+    },
+}
+
+/// The result of a reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    /// The new config is in effect.
+    Reloaded,
+    /// The new config is invalid; the daemon runs the previous one. `errors`
+    /// are the diagnostics as `headnode check` prints them.
+    Rejected { errors: String },
+    /// The new config is valid but could not be put in place (nft refused
+    /// the ruleset); the daemon keeps the previous config and firewall.
+    Failed { error: String },
+}
+
+/// The daemon's part of `headnode status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub daemon: DaemonInfo,
+    pub firewall: FirewallStatus,
+    pub balancer: BalancerStatus,
+    pub dhcp: DhcpStatus,
+    /// `None` when `[tftp]` is off (or its server failed to restart).
+    pub tftp: Option<TftpStatus>,
+    pub leases: Vec<LeaseView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub uptime_s: u64,
+    pub config: PathBuf,
+    pub reconcile_interval_s: f64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallStatus {
+    #[serde(flatten)]
+    pub state: FirewallState,
+    pub drift_repairs: u64,
+}
+
+/// Whether table inet headnode is what the config asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum FirewallState {
+    InSync,
+    /// `[firewall] enabled = false`: no table is wanted.
+    Disabled,
+    /// The table is gone (`nft flush ruleset`).
+    Missing,
+    /// The table differs from what was loaded.
+    Drifted,
+    /// The last load failed or was not recorded, or the config changed since.
+    NotInSync {
+        reason: String,
+    },
+    /// nft could not be asked.
+    Unknown {
+        error: String,
+    },
+}
+
+impl FirewallState {
+    /// Whether this is the firewall the config asks for.
+    pub fn in_sync(&self) -> bool {
+        matches!(self, FirewallState::InSync | FirewallState::Disabled)
+    }
+}
+
+impl fmt::Display for FirewallState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FirewallState::InSync => f.write_str("in sync"),
+            FirewallState::Disabled => f.write_str("disabled"),
+            FirewallState::Missing => f.write_str("missing (repaired at the next reconcile)"),
+            FirewallState::Drifted => f.write_str("drifted (repaired at the next reconcile)"),
+            FirewallState::NotInSync { reason } => {
+                write!(f, "not in sync: {reason} (loaded at the next reconcile)")
+            }
+            FirewallState::Unknown { error } => write!(f, "unknown: {error}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalancerStatus {
+    pub backend: Backend,
+    pub reason: String,
+    pub drift_repairs: u64,
+    /// Whether the kernel's IPVS table is what the config and health ask
+    /// for; `None` when IPVS does not balance.
+    pub ipvs: Option<IpvsState>,
+    pub services: Vec<ServiceStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum IpvsState {
+    InSync,
+    /// The changes the next reconcile makes, as `ipvsadm` arguments.
+    Drifted {
+        changes: Vec<String>,
+    },
+    Unknown {
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    /// As `ipvsadm -Ln` names it: `TCP 203.0.113.210:80`, `FWM 1`.
+    pub key: String,
+    pub scheduler: String,
+    pub method: Method,
+    pub reals: Vec<RealStatus>,
+}
+
+impl ServiceStatus {
+    /// Every real server is down: new connections go nowhere (or to the
+    /// sorry server). A service without reals has none to lose.
+    pub fn all_down(&self) -> bool {
+        !self.reals.is_empty() && self.reals.iter().all(|r| r.health == Health::Down)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealStatus {
+    pub name: String,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub weight: u32,
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Up,
+    Down,
+    /// The service has no health check: always counted up.
+    NotChecked,
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Health::Up => "up",
+            Health::Down => "down",
+            Health::NotChecked => "not checked",
+        })
+    }
+}
+
+/// The daemon's DHCP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DhcpStatus {
+    /// `[dhcp] enabled` in the running config.
+    pub enabled: bool,
+    /// The server; `None` when none runs (disabled, or it failed to start:
+    /// see `last_error`).
+    #[serde(flatten)]
+    pub server: Option<DhcpServing>,
+    /// Times the server ended on its own and was started again.
+    pub restarts: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DhcpServing {
+    /// Listening or deaf (and why), and whether the pool is served.
+    #[serde(flatten)]
+    pub status: crate::dhcp::Status,
+    pub counters: CountersView,
+}
+
+/// One line on the wire: the version, then the request or answer's fields.
+#[derive(Serialize, Deserialize)]
+struct Line<T> {
+    version: u32,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// Only the version, read before the rest so that a line of another version
+/// is reported as such rather than as a field it lacks.
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control socket {socket}: {source}")]
+    Io {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{peer} speaks control protocol {}, this headnode speaks version {VERSION}: \
+         restart the daemon (`systemctl restart headnode`) so both are the installed version",
+        match .theirs { Some(v) => format!("version {v}"), None => "an older version".into() }
+    )]
+    Version {
+        peer: &'static str,
+        theirs: Option<u32>,
+    },
+    #[error("{peer} sent a line that is not a control message: {error}")]
+    Malformed { peer: &'static str, error: String },
+    #[error("the daemon refused the request: {0}")]
+    Refused(String),
+    #[error("the daemon answered {got} to {asked}")]
+    Unexpected { asked: String, got: String },
+}
+
+/// A line to send: the message with the version, newline-terminated.
+pub fn encode<T: Serialize>(body: &T) -> String {
+    let line = Line {
+        version: VERSION,
+        body,
+    };
+    // Serializing these types cannot fail: no maps with non-string keys,
+    // no custom serializers that error.
+    let mut text = serde_json::to_string(&line).expect("control messages serialize");
+    text.push('\n');
+    text
+}
+
+/// A received line, after checking its version. `peer` names the other side
+/// in errors ("the daemon", "the client").
+pub fn decode<T: DeserializeOwned>(line: &str, peer: &'static str) -> Result<T, ControlError> {
+    let malformed = |e: serde_json::Error| ControlError::Malformed {
+        peer,
+        error: e.to_string(),
+    };
+    // A bare word (`status`) is what daemons before the typed protocol sent
+    // and read: no JSON object, so no version.
+    let theirs = match serde_json::from_str::<VersionOnly>(line) {
+        Ok(v) => v.version,
+        Err(_) if !line.trim_start().starts_with('{') => None,
+        Err(e) => return Err(malformed(e)),
+    };
+    if theirs != Some(VERSION) {
+        return Err(ControlError::Version { peer, theirs });
+    }
+    serde_json::from_str::<Line<T>>(line)
+        .map(|l| l.body)
+        .map_err(malformed)
+}
+
+/// Whether a daemon listens at `socket` (of whatever version).
+pub fn listening(socket: &Path) -> Result<bool, ControlError> {
+    match UnixStream::connect(socket) {
+        Ok(_) => Ok(true),
+        Err(e) if no_daemon(&e) => Ok(false),
+        Err(source) => Err(ControlError::Io {
+            socket: socket.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// What connecting finds when no daemon runs: no socket file, or one left
+/// by a daemon that was killed.
+fn no_daemon(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// Ask the running daemon; `Ok(None)` when no daemon listens at `socket`.
+pub fn ask(socket: &Path, req: &Request) -> Result<Option<Answer>, ControlError> {
+    let io = |source| ControlError::Io {
+        socket: socket.to_path_buf(),
+        source,
+    };
+    let mut stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) if no_daemon(&e) => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    stream.set_read_timeout(Some(req.timeout())).map_err(io)?;
+    stream.write_all(encode(req).as_bytes()).map_err(io)?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).map_err(io)?;
+    match decode::<Answer>(&line, "the daemon")? {
+        Answer::Error { message } => Err(ControlError::Refused(message)),
+        answer => Ok(Some(answer)),
+    }
+}
+
+fn unexpected(asked: &Request, got: &Answer) -> ControlError {
+    let name = |v: serde_json::Value, tag: &str| v[tag].as_str().unwrap_or("?").to_string();
+    ControlError::Unexpected {
+        asked: name(serde_json::to_value(asked).unwrap_or_default(), "request"),
+        got: name(serde_json::to_value(got).unwrap_or_default(), "answer"),
+    }
+}
+
+/// The daemon's status; `None` when no daemon runs.
+pub fn status(socket: &Path) -> Result<Option<DaemonStatus>, ControlError> {
+    match ask(socket, &Request::Status)? {
+        None => Ok(None),
+        Some(Answer::Status(s)) => Ok(Some(*s)),
+        Some(other) => Err(unexpected(&Request::Status, &other)),
+    }
+}
+
+/// The daemon's health checks' view; `None` when no daemon runs.
+pub fn health(socket: &Path) -> Result<Option<HealthMap>, ControlError> {
+    match ask(socket, &Request::Health)? {
+        None => Ok(None),
+        Some(Answer::Health { health }) => Ok(Some(health)),
+        Some(other) => Err(unexpected(&Request::Health, &other)),
+    }
+}
+
+/// Ask the daemon to reload; `None` when no daemon runs.
+pub fn reload(socket: &Path) -> Result<Option<ReloadOutcome>, ControlError> {
+    match ask(socket, &Request::Reload)? {
+        None => Ok(None),
+        Some(Answer::Reload(r)) => Ok(Some(r)),
+        Some(other) => Err(unexpected(&Request::Reload, &other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::{LeaseKind, LeaseState};
+    use crate::health::{State, Target};
+
+    /// Encode, then decode as the other side does; the same value comes back.
+    fn round_trip<T>(msg: T)
+    where
+        T: Serialize + DeserializeOwned + PartialEq + fmt::Debug,
+    {
+        let line = encode(&msg);
+        assert!(
+            line.ends_with('\n') && line.matches('\n').count() == 1,
+            "{line}"
+        );
+        assert!(line.starts_with("{\"version\":1,"), "{line}");
+        let back: T = decode(&line, "test").unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(back, msg, "{line}");
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        for req in [
+            Request::Status,
+            Request::Leases,
+            Request::Health,
+            Request::Reload,
+        ] {
+            round_trip(req);
+        }
+        assert_eq!(
+            encode(&Request::Status),
+            "{\"version\":1,\"request\":\"status\"}\n"
+        );
+    }
+
+    fn lease() -> LeaseView {
+        LeaseView {
+            address: Ipv4Addr::new(192, 168, 1, 101),
+            mac: "00:12:34:56:78:91".into(),
+            kind: LeaseKind::Fixed,
+            name: Some("node1".into()),
+            state: LeaseState::Bound,
+            expires: Some(1_700_000_000),
+            last_seen: Some(1_699_999_000),
+        }
+    }
+
+    fn status() -> DaemonStatus {
+        DaemonStatus {
+            daemon: DaemonInfo {
+                pid: 42,
+                uptime_s: 3600,
+                config: "/etc/headnode/headnode.toml".into(),
+                reconcile_interval_s: 10.0,
+                last_error: Some("ipvs: netlink: busy".into()),
+            },
+            firewall: FirewallStatus {
+                state: FirewallState::NotInSync {
+                    reason: "the config changed".into(),
+                },
+                drift_repairs: 2,
+            },
+            balancer: BalancerStatus {
+                backend: Backend::Ipvs,
+                reason: "the kernel has IPVS".into(),
+                drift_repairs: 1,
+                ipvs: Some(IpvsState::Drifted {
+                    changes: vec!["-a -t 203.0.113.210:80 -r 192.168.1.101:80 -m -w 1".into()],
+                }),
+                services: vec![ServiceStatus {
+                    name: "web".into(),
+                    key: "TCP 203.0.113.210:80".into(),
+                    scheduler: "wlc".into(),
+                    method: Method::Masq,
+                    reals: vec![RealStatus {
+                        name: "node1".into(),
+                        address: Ipv4Addr::new(192, 168, 1, 101),
+                        port: 80,
+                        weight: 1,
+                        health: Health::NotChecked,
+                    }],
+                }],
+            },
+            dhcp: DhcpStatus {
+                enabled: true,
+                server: Some(DhcpServing {
+                    status: crate::dhcp::Status {
+                        interface: "eth0".into(),
+                        serving: false,
+                        deaf: Some("interface eth0 is down".into()),
+                        pool_refused: Some("lease file unwritable".into()),
+                        rebinds: 1,
+                    },
+                    counters: CountersView {
+                        received: 3,
+                        acks: 1,
+                        ..CountersView::default()
+                    },
+                }),
+                restarts: 2,
+            },
+            tftp: Some(TftpStatus {
+                root: "/srv/tftp".into(),
+                listen: "192.168.1.254:69".parse().unwrap(),
+                active: 1,
+                counters: crate::tftp::TftpCounters {
+                    requests: 2,
+                    ..Default::default()
+                },
+                recent: vec![crate::tftp::Served {
+                    file: "pxelinux.0".into(),
+                    client: "192.168.1.101:2070".parse().unwrap(),
+                    bytes: 42_000,
+                    outcome: "completed".into(),
+                    at: 1_700_000_000,
+                }],
+            }),
+            leases: vec![lease()],
+        }
+    }
+
+    #[test]
+    fn every_answer_round_trips() {
+        round_trip(Answer::Status(Box::new(status())));
+        let mut quiet = status();
+        quiet.firewall.state = FirewallState::InSync;
+        quiet.balancer.ipvs = None;
+        quiet.dhcp.server = None;
+        quiet.tftp = None;
+        round_trip(Answer::Status(Box::new(quiet)));
+        round_trip(Answer::Leases {
+            leases: vec![lease()],
+        });
+        let mut health = HealthMap::default();
+        let t = |port| Target {
+            service: "web".into(),
+            addr: Ipv4Addr::new(192, 168, 1, 101),
+            port,
+        };
+        health.set(t(8000), State::Down);
+        health.set(t(8001), State::Up);
+        round_trip(Answer::Health { health });
+        round_trip(Answer::Reload(ReloadOutcome::Reloaded));
+        round_trip(Answer::Reload(ReloadOutcome::Rejected {
+            errors: "headnode.toml:3: bad".into(),
+        }));
+        round_trip(Answer::Reload(ReloadOutcome::Failed {
+            error: "nft rejected the ruleset".into(),
+        }));
+        round_trip(Answer::Error {
+            message: "no".into(),
+        });
+    }
+
+    #[test]
+    fn another_version_is_named_not_guessed_at() {
+        let newer = "{\"version\":2,\"answer\":\"status\",\"everything\":\"renamed\"}\n";
+        let e = decode::<Answer>(newer, "the daemon").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ControlError::Version {
+                    theirs: Some(2),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("version 2") && text.contains("version 1"),
+            "{text}"
+        );
+        assert!(text.contains("systemctl restart headnode"), "{text}");
+        // What daemons before the typed protocol answered, and clients sent.
+        for old in ["{\"error\":\"unknown request\"}\n", "status\n"] {
+            let e = decode::<Answer>(old, "the daemon").unwrap_err();
+            assert!(
+                matches!(e, ControlError::Version { theirs: None, .. }),
+                "{old}: {e:?}"
+            );
+            assert!(e.to_string().contains("an older version"), "{e}");
+        }
+        let broken = decode::<Request>("{\"version\":1,\"request\":\"dance\"}", "the client");
+        assert!(
+            matches!(broken, Err(ControlError::Malformed { .. })),
+            "{broken:?}"
+        );
+    }
+
+    #[test]
+    fn a_service_is_down_when_every_real_is() {
+        let mut s = status().balancer.services.remove(0);
+        assert!(!s.all_down(), "not checked counts as up");
+        s.reals[0].health = Health::Down;
+        assert!(s.all_down());
+        s.reals.clear();
+        assert!(!s.all_down(), "no reals: nothing is down");
+    }
+}
