@@ -91,7 +91,7 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
 /// `health` (real servers down get weight 0) and print what changed.
 /// `apply` calls it after the ruleset.
 fn apply_ipvs(cfg: &Arc<Config>, health: &HealthMap) -> anyhow::Result<()> {
-    let report = match ipvs::reconcile(cfg, health) {
+    let report = match ipvs::reconcile_live(cfg, health) {
         Ok(r) => r,
         Err(ipvs::Error::NoIpvs(why)) if cfg.balancer.backend == Backend::Auto => {
             tracing::warn!(%why, "the kernel has no IPVS; balancer backend auto leaves IPVS alone");

@@ -227,7 +227,7 @@ impl Running {
         if self.backend != Backend::Ipvs || self.cfg.balancer.services.is_empty() {
             return;
         }
-        match blocking(|| ipvs::reconcile(&self.cfg, &self.health)) {
+        match blocking(|| ipvs::reconcile_live(&self.cfg, &self.health)) {
             Ok(report) => {
                 if drift && !report.applied.is_empty() {
                     self.ipvs_repairs += 1;

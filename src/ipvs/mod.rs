@@ -1,9 +1,11 @@
 //! Load balancing with kernel IPVS, spoken over generic netlink.
 //!
 //! The split follows the crate rule: [`desired`] (config + health → table)
-//! and [`diff`] (desired × observed × owned → ops) are pure; [`netlink`]
-//! reads the kernel's table and carries out ops; [`reconcile`] glues them
-//! together and records which services headnode owns.
+//! and [`diff`] (desired × observed × owned → ops) are pure; [`render`]
+//! turns tables and ops into text. [`reconcile`] glues them together against
+//! a [`Kernel`] (the [`netlink`] handle, or an in-memory fake in unit tests),
+//! an ownership [`state::Store`] and the sysctls, all passed in;
+//! [`reconcile_live`] is it on this machine.
 //!
 //! Identity is kept apart from attributes (keepalived's `vs_iseq`): a
 //! [`ServiceKey`] or [`DestKey`] change is a delete plus an add, an attribute
@@ -11,6 +13,8 @@
 
 pub mod desired;
 pub mod diff;
+#[cfg(test)]
+pub mod fake;
 pub mod netlink;
 pub mod render;
 pub mod state;
@@ -108,6 +112,11 @@ impl fmt::Display for ServiceKey {
             }
         }
     }
+}
+
+/// A v4 persistence netmask as dotted quad (it travels big-endian).
+pub fn netmask(raw: u32) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(raw.to_ne_bytes())
 }
 
 /// `IP_VS_SVC_F_PERSISTENT`: the service is persistent (ipvsadm `-p`).
@@ -270,23 +279,49 @@ pub fn live_table() -> Result<Table, Error> {
     })
 }
 
-/// Bring the kernel's IPVS table to what `cfg` and `health` ask for: read
-/// it, diff, carry out the difference, record ownership. Runs in the calling
+/// What reconcile needs from the kernel: its table, and carrying out ops.
+/// [`netlink::Handle`] is the real one; tests use an in-memory fake, so
+/// ownership, exclusive mode and partial failure are tested without root.
+pub trait Kernel {
+    /// The whole table: every service with its destinations.
+    fn table(&self) -> Result<Table, Error>;
+    /// Carry out `ops` in order; one result per op. A refused op does not
+    /// stop the others (a later op may still succeed, e.g. another service).
+    fn exec_all(&self, ops: &[Op]) -> Vec<Result<(), Error>>;
+}
+
+/// [`reconcile`] on this machine: the kernel over netlink, the ownership
+/// file under the state directory, `/proc/sys`. Runs in the calling
 /// thread's network namespace, within `NETLINK_DEADLINE`.
-pub fn reconcile(cfg: &Arc<Config>, health: &HealthMap) -> Result<Report, Error> {
+pub fn reconcile_live(cfg: &Arc<Config>, health: &HealthMap) -> Result<Report, Error> {
     let (cfg, health) = (cfg.clone(), health.clone());
     within("IPVS reconcile", NETLINK_DEADLINE, move || {
-        reconcile_now(&cfg, &health)
+        let handle = netlink::Handle::open()?;
+        // After open: the IPVS sysctls exist only once ip_vs is loaded.
+        reconcile(
+            &handle,
+            &state::Store::from_env(),
+            &crate::sysctl::Sysctls::default(),
+            &cfg,
+            &health,
+        )
     })
 }
 
-fn reconcile_now(cfg: &Config, health: &HealthMap) -> Result<Report, Error> {
+/// Bring `kernel`'s IPVS table to what `cfg` and `health` ask for: set the
+/// sysctls IPVS needs, read the table, diff, carry out the difference, and
+/// record in `store` which services headnode owns. An op the kernel refuses
+/// is reported in [`Report::failed`] and the others still run.
+pub fn reconcile(
+    kernel: &impl Kernel,
+    store: &state::Store,
+    proc_sys: &crate::sysctl::Sysctls,
+    cfg: &Config,
+    health: &HealthMap,
+) -> Result<Report, Error> {
     let want = desired(cfg, health);
-    let handle = netlink::Handle::open()?;
     let mut report = Report::default();
-    // After open: these keys exist only once ip_vs is loaded. The same
-    // read-compare-write as the other sysctls, with the same log line.
-    let proc_sys = crate::sysctl::Sysctls::default();
+    // The same read-compare-write as the other sysctls, with the same log line.
     let want_sysctls = sysctls(cfg)
         .into_iter()
         .map(|(k, v, _why)| (k, v))
@@ -294,28 +329,36 @@ fn reconcile_now(cfg: &Config, health: &HealthMap) -> Result<Report, Error> {
     let changes = proc_sys.plan(&want_sysctls)?;
     proc_sys.apply(&changes)?;
     report.sysctls = changes.into_iter().map(|c| (c.key, c.to)).collect();
-    let store = state::Store::from_env();
     let owned = store.load()?;
     let started = std::time::Instant::now();
-    let observed = handle.table()?;
+    let observed = kernel.table()?;
     report.read = started.elapsed();
     let ops = diff(&want, &observed, &owned, cfg.balancer.exclusive);
     // Record ownership of what we are about to create before creating it, so
     // a crash half way never leaves services nobody owns.
-    let mut owned_now: BTreeSet<ServiceKey> = owned
+    let claimed: BTreeSet<ServiceKey> = owned
         .union(&want.keys().copied().collect())
         .copied()
         .collect();
-    store.save(&owned_now)?;
+    store.save(&claimed)?;
     let started = std::time::Instant::now();
-    let results = handle.exec_all(&ops);
+    let results = kernel.exec_all(&ops);
     report.write = started.elapsed();
+    // Which services exist now: what was there, plus what was added, minus
+    // what was deleted (a refused op changed nothing).
+    let mut exists: BTreeSet<ServiceKey> = observed.keys().copied().collect();
     for (op, result) in ops.iter().zip(results) {
         match result {
             Ok(()) => {
                 tracing::info!(change = %op, "ipvs");
-                if let Op::DelService(k) = op {
-                    owned_now.remove(k);
+                match op {
+                    Op::AddService(k, _) => {
+                        exists.insert(*k);
+                    }
+                    Op::DelService(k) => {
+                        exists.remove(k);
+                    }
+                    _ => {}
                 }
                 report.applied.push(op.clone());
             }
@@ -325,8 +368,7 @@ fn reconcile_now(cfg: &Config, health: &HealthMap) -> Result<Report, Error> {
             }
         }
     }
-    owned_now.retain(|k| want.contains_key(k) || observed.contains_key(k));
-    store.save(&owned_now)?;
+    store.save(&claimed.intersection(&exists).copied().collect())?;
     let (read_ms, write_ms) = (report.read.as_millis(), report.write.as_millis());
     if ops.is_empty() {
         tracing::debug!(services = observed.len(), read_ms, "ipvs in sync");
@@ -346,41 +388,46 @@ fn reconcile_now(cfg: &Config, health: &HealthMap) -> Result<Report, Error> {
 /// ownership record says which) and nothing else. A kernel without IPVS has
 /// none, which is not an error here.
 pub fn clear_owned() -> Result<Vec<ServiceKey>, Error> {
-    within("IPVS clear", NETLINK_DEADLINE, clear_owned_now)
+    within("IPVS clear", NETLINK_DEADLINE, || {
+        let handle = match netlink::Handle::open() {
+            Ok(h) => h,
+            Err(Error::NoIpvs(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        clear(&handle, &state::Store::from_env())
+    })
 }
 
-fn clear_owned_now() -> Result<Vec<ServiceKey>, Error> {
-    let handle = match netlink::Handle::open() {
-        Ok(h) => h,
-        Err(Error::NoIpvs(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let store = state::Store::from_env();
+/// Delete the services `store` says headnode owns and `kernel` still has;
+/// the ones deleted, in order. When the kernel refuses one, the others are
+/// still deleted, the store keeps the refused ones (so a retry finds them)
+/// and the first refusal is the error.
+pub fn clear(kernel: &impl Kernel, store: &state::Store) -> Result<Vec<ServiceKey>, Error> {
     let owned = store.load()?;
-    let live = handle.table()?;
+    let live = kernel.table()?;
+    let keys: Vec<ServiceKey> = owned
+        .iter()
+        .filter(|k| live.contains_key(k))
+        .copied()
+        .collect();
+    let ops: Vec<Op> = keys.iter().map(|k| Op::DelService(*k)).collect();
     let mut removed = Vec::new();
-    for key in owned.iter().filter(|k| live.contains_key(k)) {
-        handle.exec(&Op::DelService(*key))?;
-        tracing::info!(change = %Op::DelService(*key), "ipvs");
-        removed.push(*key);
+    let mut kept = BTreeSet::new();
+    let mut first_err = None;
+    for ((key, op), result) in keys.iter().zip(&ops).zip(kernel.exec_all(&ops)) {
+        match result {
+            Ok(()) => {
+                tracing::info!(change = %op, "ipvs");
+                removed.push(*key);
+            }
+            Err(e) => {
+                kept.insert(*key);
+                first_err.get_or_insert(e);
+            }
+        }
     }
-    store.save(&BTreeSet::new())?;
-    Ok(removed)
-}
-
-/// `headnode plan`'s IPVS section: the desired table and the changes apply
-/// would make to the live one (or to an empty one when it cannot be read).
-pub fn plan_text(cfg: &Config, health: &HealthMap) -> String {
-    let want = desired(cfg, health);
-    let live = live_table();
-    let owned = state::Store::from_env().load().unwrap_or_default();
-    render::plan(
-        &want,
-        live.map_err(|e| e.to_string()),
-        &owned,
-        cfg.balancer.exclusive,
-        &sysctls(cfg),
-    )
+    store.save(&kept)?;
+    first_err.map_or(Ok(removed), Err)
 }
 
 #[cfg(test)]
@@ -395,5 +442,419 @@ mod tests {
         });
         let e = r.expect_err("timed out").to_string();
         assert!(e.contains("IPVS test: no answer within 0.02 s"), "{e}");
+    }
+
+    use crate::config::model::VirtualKey;
+    use fake::Fake;
+    use std::net::Ipv4Addr;
+
+    /// The origin config (FWM 1 rr, node1 and node2 masq) plus FWM 2, a
+    /// copy of it, so a partial failure can hit one service and not the other.
+    fn config(exclusive: bool) -> Config {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/origin/headnode.toml");
+        let mut cfg = crate::config::load(std::path::Path::new(path)).unwrap();
+        let mut second = cfg.balancer.services[0].clone();
+        second.name = "web2".into();
+        second.key = VirtualKey::Fwmark { mark: 2 };
+        cfg.balancer.services.push(second);
+        cfg.balancer.exclusive = exclusive;
+        cfg
+    }
+    fn fwm(mark: u32) -> ServiceKey {
+        ServiceKey::Fwmark {
+            family: Family::Inet,
+            mark,
+        }
+    }
+    fn foreign() -> ServiceKey {
+        ServiceKey::Tuple {
+            proto: 6,
+            addr: IpAddr::from([198, 51, 100, 9]),
+            port: 80,
+        }
+    }
+    fn node(n: u8) -> DestKey {
+        DestKey {
+            addr: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 100 + n)),
+            port: 8000,
+        }
+    }
+    fn w(weight: u32) -> DestAttrs {
+        DestAttrs {
+            forward: Forward::Masq,
+            weight,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        }
+    }
+    fn rr() -> ServiceAttrs {
+        ServiceAttrs {
+            scheduler: "rr".into(),
+            flags: 0,
+            timeout: 0,
+            netmask: u32::MAX,
+        }
+    }
+    fn svc(dests: &[(u8, u32)]) -> Service {
+        Service {
+            attrs: rr(),
+            dests: dests.iter().map(|(n, wt)| (node(*n), w(*wt))).collect(),
+        }
+    }
+    /// What the config asks for: FWM 1 and FWM 2, each with both nodes.
+    fn wanted() -> Vec<(ServiceKey, Service)> {
+        vec![
+            (fwm(1), svc(&[(1, 1), (2, 1)])),
+            (fwm(2), svc(&[(1, 1), (2, 1)])),
+        ]
+    }
+    fn table(entries: Vec<(ServiceKey, Service)>) -> Table {
+        entries.into_iter().collect()
+    }
+    fn keys(k: &[ServiceKey]) -> BTreeSet<ServiceKey> {
+        k.iter().copied().collect()
+    }
+
+    /// A state directory and a sysctl tree of one test's own.
+    struct Dirs {
+        root: PathBuf,
+    }
+    impl Dirs {
+        fn new(name: &str, conntrack: &str) -> Dirs {
+            let root = std::env::temp_dir().join(format!(
+                "hn-ipvs-{}-{}",
+                name.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&root);
+            let vs = root.join("sys/net/ipv4/vs");
+            std::fs::create_dir_all(&vs).unwrap();
+            std::fs::write(vs.join("conntrack"), format!("{conntrack}\n")).unwrap();
+            Dirs { root }
+        }
+        fn store(&self) -> state::Store {
+            state::Store::at(self.root.join("state/ipvs-owned"))
+        }
+        fn sysctls(&self) -> crate::sysctl::Sysctls {
+            crate::sysctl::Sysctls::new(self.root.join("sys"))
+        }
+    }
+    impl Drop for Dirs {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+
+    struct Case {
+        name: &'static str,
+        kernel: Table,
+        owned: BTreeSet<ServiceKey>,
+        exclusive: bool,
+        /// Ops the fake kernel refuses.
+        refuse: Vec<Op>,
+        applied: Vec<Op>,
+        /// Ops reported failed (injected refusals and what follows from them).
+        failed: Vec<Op>,
+        /// The table after reconcile, and the ownership record.
+        after: Table,
+        owned_after: BTreeSet<ServiceKey>,
+    }
+
+    fn cases() -> Vec<Case> {
+        let with = |extra: Vec<(ServiceKey, Service)>| {
+            let mut t = table(wanted());
+            t.extend(extra);
+            t
+        };
+        vec![
+            Case {
+                name: "empty kernel: both services created and owned",
+                kernel: Table::new(),
+                owned: keys(&[]),
+                exclusive: false,
+                refuse: vec![],
+                applied: vec![
+                    Op::AddService(fwm(1), rr()),
+                    Op::AddService(fwm(2), rr()),
+                    Op::AddDest(fwm(1), node(1), w(1)),
+                    Op::AddDest(fwm(1), node(2), w(1)),
+                    Op::AddDest(fwm(2), node(1), w(1)),
+                    Op::AddDest(fwm(2), node(2), w(1)),
+                ],
+                failed: vec![],
+                after: table(wanted()),
+                owned_after: keys(&[fwm(1), fwm(2)]),
+            },
+            Case {
+                name: "unchanged: nothing to do",
+                kernel: table(wanted()),
+                owned: keys(&[fwm(1), fwm(2)]),
+                exclusive: false,
+                refuse: vec![],
+                applied: vec![],
+                failed: vec![],
+                after: table(wanted()),
+                owned_after: keys(&[fwm(1), fwm(2)]),
+            },
+            Case {
+                name: "drift repaired: a weight set and a real deleted by hand",
+                kernel: table(vec![
+                    (fwm(1), svc(&[(1, 5)])),
+                    (fwm(2), svc(&[(1, 1), (2, 1)])),
+                ]),
+                owned: keys(&[fwm(1), fwm(2)]),
+                exclusive: false,
+                refuse: vec![],
+                applied: vec![
+                    Op::AddDest(fwm(1), node(2), w(1)),
+                    Op::EditDest(fwm(1), node(1), w(1)),
+                ],
+                failed: vec![],
+                after: table(wanted()),
+                owned_after: keys(&[fwm(1), fwm(2)]),
+            },
+            Case {
+                name: "ownership: a service headnode did not create is left alone and not recorded",
+                kernel: with(vec![(foreign(), svc(&[(9, 1)]))]),
+                owned: keys(&[fwm(1), fwm(2)]),
+                exclusive: false,
+                refuse: vec![],
+                applied: vec![],
+                failed: vec![],
+                after: with(vec![(foreign(), svc(&[(9, 1)]))]),
+                owned_after: keys(&[fwm(1), fwm(2)]),
+            },
+            Case {
+                name: "ownership: a service headnode created that the config dropped is deleted",
+                kernel: with(vec![(fwm(7), svc(&[(3, 1)]))]),
+                owned: keys(&[fwm(1), fwm(2), fwm(7)]),
+                exclusive: false,
+                refuse: vec![],
+                applied: vec![Op::DelService(fwm(7))],
+                failed: vec![],
+                after: table(wanted()),
+                owned_after: keys(&[fwm(1), fwm(2)]),
+            },
+            Case {
+                name: "ownership: a recorded service deleted by hand is recreated",
+                kernel: table(vec![(fwm(1), svc(&[(1, 1), (2, 1)]))]),
+                owned: keys(&[fwm(1), fwm(2)]),
+                exclusive: false,
+                refuse: vec![],
+                applied: vec![
+                    Op::AddService(fwm(2), rr()),
+                    Op::AddDest(fwm(2), node(1), w(1)),
+                    Op::AddDest(fwm(2), node(2), w(1)),
+                ],
+                failed: vec![],
+                after: table(wanted()),
+                owned_after: keys(&[fwm(1), fwm(2)]),
+            },
+            Case {
+                name: "exclusive: a service headnode did not create is deleted",
+                kernel: with(vec![(foreign(), svc(&[(9, 1)]))]),
+                owned: keys(&[fwm(1), fwm(2)]),
+                exclusive: true,
+                refuse: vec![],
+                applied: vec![Op::DelService(foreign())],
+                failed: vec![],
+                after: table(wanted()),
+                owned_after: keys(&[fwm(1), fwm(2)]),
+            },
+            Case {
+                name: "partial failure: a refused service fails with its reals, the other is made, only it is owned",
+                kernel: Table::new(),
+                owned: keys(&[]),
+                exclusive: false,
+                refuse: vec![Op::AddService(fwm(2), rr())],
+                applied: vec![
+                    Op::AddService(fwm(1), rr()),
+                    Op::AddDest(fwm(1), node(1), w(1)),
+                    Op::AddDest(fwm(1), node(2), w(1)),
+                ],
+                failed: vec![
+                    Op::AddService(fwm(2), rr()),
+                    Op::AddDest(fwm(2), node(1), w(1)),
+                    Op::AddDest(fwm(2), node(2), w(1)),
+                ],
+                after: table(vec![(fwm(1), svc(&[(1, 1), (2, 1)]))]),
+                owned_after: keys(&[fwm(1)]),
+            },
+            Case {
+                name: "partial failure: a refused delete keeps the service owned, the rest is done",
+                kernel: table(vec![(fwm(1), svc(&[(1, 1)])), (fwm(7), svc(&[(3, 1)]))]),
+                owned: keys(&[fwm(1), fwm(7)]),
+                exclusive: false,
+                refuse: vec![Op::DelService(fwm(7))],
+                applied: vec![
+                    Op::AddService(fwm(2), rr()),
+                    Op::AddDest(fwm(1), node(2), w(1)),
+                    Op::AddDest(fwm(2), node(1), w(1)),
+                    Op::AddDest(fwm(2), node(2), w(1)),
+                ],
+                failed: vec![Op::DelService(fwm(7))],
+                after: with(vec![(fwm(7), svc(&[(3, 1)]))]),
+                owned_after: keys(&[fwm(1), fwm(2), fwm(7)]),
+            },
+        ]
+    }
+
+    #[test]
+    fn reconcile_table_driven() {
+        for c in cases() {
+            let dirs = Dirs::new(c.name, "0");
+            let store = dirs.store();
+            store.save(&c.owned).unwrap();
+            let kernel = c
+                .refuse
+                .iter()
+                .fold(Fake::new(c.kernel.clone()), |k, op| k.refuse(op.clone()));
+            let cfg = config(c.exclusive);
+            let report = reconcile(
+                &kernel,
+                &store,
+                &dirs.sysctls(),
+                &cfg,
+                &HealthMap::default(),
+            )
+            .unwrap_or_else(|e| panic!("case {}: {e}", c.name));
+            assert_eq!(report.applied, c.applied, "case: {}", c.name);
+            let failed: Vec<Op> = report.failed.iter().map(|(op, _)| op.clone()).collect();
+            assert_eq!(failed, c.failed, "case: {}", c.name);
+            for (op, e) in &report.failed {
+                assert!(e.contains(&op.to_string()), "case {}: {e}", c.name);
+            }
+            assert_eq!(kernel.now(), c.after, "case: {}", c.name);
+            assert_eq!(store.load().unwrap(), c.owned_after, "case: {}", c.name);
+            assert_eq!(
+                report.sysctls,
+                vec![("net.ipv4.vs.conntrack".to_string(), "1".to_string())],
+                "case: {}",
+                c.name
+            );
+            // Reconcile again: what is left to do is exactly what failed.
+            let again = reconcile(
+                &kernel,
+                &store,
+                &dirs.sysctls(),
+                &cfg,
+                &HealthMap::default(),
+            )
+            .unwrap();
+            assert!(
+                again.applied.is_empty(),
+                "case {}: {:?}",
+                c.name,
+                again.applied
+            );
+            let failed_again: Vec<Op> = again.failed.into_iter().map(|(op, _)| op).collect();
+            assert_eq!(failed_again, c.failed, "case: {}", c.name);
+            assert!(again.sysctls.is_empty(), "case: {}", c.name);
+        }
+    }
+
+    /// A kernel that reads the ownership record when asked to make changes.
+    struct Peek<'a> {
+        fake: Fake,
+        store: &'a state::Store,
+        seen: std::cell::RefCell<Option<BTreeSet<ServiceKey>>>,
+    }
+    impl Kernel for Peek<'_> {
+        fn table(&self) -> Result<Table, Error> {
+            self.fake.table()
+        }
+        fn exec_all(&self, ops: &[Op]) -> Vec<Result<(), Error>> {
+            *self.seen.borrow_mut() = Some(self.store.load().unwrap());
+            self.fake.exec_all(ops)
+        }
+    }
+
+    #[test]
+    fn ownership_is_recorded_before_the_services_are_created() {
+        let dirs = Dirs::new("claim-first", "1");
+        let store = dirs.store();
+        let kernel = Peek {
+            fake: Fake::default(),
+            store: &store,
+            seen: Default::default(),
+        };
+        let cfg = config(false);
+        let report = reconcile(
+            &kernel,
+            &store,
+            &dirs.sysctls(),
+            &cfg,
+            &HealthMap::default(),
+        )
+        .unwrap();
+        assert_eq!(report.applied.len(), 6);
+        assert!(report.sysctls.is_empty(), "conntrack was 1 already");
+        // A crash during the changes leaves both services owned.
+        assert_eq!(kernel.seen.take(), Some(keys(&[fwm(1), fwm(2)])));
+    }
+
+    #[test]
+    fn a_down_real_is_drained_through_the_kernel() {
+        let dirs = Dirs::new("drain", "1");
+        let cfg = config(false);
+        let kernel = Fake::new(table(wanted()));
+        let mut health = HealthMap::default();
+        let s = &cfg.balancer.services[0];
+        health.set(
+            crate::health::Target::of(s, &s.reals[1]),
+            crate::health::State::Down,
+        );
+        let report = reconcile(&kernel, &dirs.store(), &dirs.sysctls(), &cfg, &health).unwrap();
+        assert_eq!(report.applied, vec![Op::EditDest(fwm(1), node(2), w(0))]);
+    }
+
+    #[test]
+    fn a_missing_ipvs_sysctl_stops_before_any_change() {
+        let dirs = Dirs::new("no-sysctl", "1");
+        std::fs::remove_file(dirs.root.join("sys/net/ipv4/vs/conntrack")).unwrap();
+        let kernel = Fake::default();
+        let e = reconcile(
+            &kernel,
+            &dirs.store(),
+            &dirs.sysctls(),
+            &config(false),
+            &HealthMap::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("net.ipv4.vs.conntrack does not exist"),
+            "{e}"
+        );
+        assert!(kernel.now().is_empty());
+    }
+
+    #[test]
+    fn clear_deletes_only_owned_services_and_keeps_what_it_could_not_delete() {
+        let dirs = Dirs::new("clear", "1");
+        let store = dirs.store();
+        // FWM 3 is owned but already gone; the foreign service is not ours.
+        store.save(&keys(&[fwm(1), fwm(2), fwm(3)])).unwrap();
+        let kernel = Fake::new(table(vec![
+            (fwm(1), svc(&[(1, 1)])),
+            (fwm(2), svc(&[(1, 1)])),
+            (foreign(), svc(&[(9, 1)])),
+        ]))
+        .refuse(Op::DelService(fwm(2)));
+        let e = clear(&kernel, &store).unwrap_err();
+        assert!(e.to_string().contains("-D -f 2"), "{e}");
+        assert_eq!(
+            kernel.now().keys().copied().collect::<Vec<_>>(),
+            vec![fwm(2), foreign()]
+        );
+        assert_eq!(store.load().unwrap(), keys(&[fwm(2)]));
+        // Once the kernel takes it, the record is empty.
+        let kernel = Fake::new(kernel.now());
+        assert_eq!(clear(&kernel, &store).unwrap(), vec![fwm(2)]);
+        assert_eq!(
+            kernel.now().keys().copied().collect::<Vec<_>>(),
+            vec![foreign()]
+        );
+        assert!(store.load().unwrap().is_empty());
     }
 }

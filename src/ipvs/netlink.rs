@@ -2,7 +2,7 @@
 //! Reads the table and carries out [`Op`]s; decides nothing.
 
 use super::wire::{self, Request};
-use super::{Error, Op, Service, Table};
+use super::{Error, Kernel, Op, Service, Table};
 use neli::consts::nl::NlmF;
 use neli::consts::socket::NlFamily;
 use neli::nl::NlPayload;
@@ -80,9 +80,11 @@ impl Handle {
         }
         Ok(out)
     }
+}
 
-    /// The kernel's whole table: services, then each one's destinations.
-    pub fn table(&self) -> Result<Table, Error> {
+impl Kernel for Handle {
+    /// Services, then each one's destinations: one dump each.
+    fn table(&self) -> Result<Table, Error> {
         let mut table = Table::new();
         for reply in self.dump(wire::dump_services().map_err(netlink_err)?, "list services")? {
             let (key, attrs) = wire::decode_service(&reply).map_err(netlink_err)?;
@@ -97,9 +99,8 @@ impl Handle {
         Ok(table)
     }
 
-    /// Carry out `ops` in order; one result per op. A refused op does not
-    /// stop the others (a later op may still succeed, e.g. another service).
-    pub fn exec_all(&self, ops: &[Op]) -> Vec<Result<(), Error>> {
+    /// Pipelined: up to `WINDOW` requests in flight.
+    fn exec_all(&self, ops: &[Op]) -> Vec<Result<(), Error>> {
         let mut results = Vec::with_capacity(ops.len());
         let mut inflight: VecDeque<(usize, Result<Reply, Error>)> = VecDeque::new();
         let finish = |op: &Op, r: Result<Reply, Error>| -> Result<(), Error> {
@@ -123,13 +124,6 @@ impl Handle {
             results.push(finish(&ops[j], r));
         }
         results
-    }
-
-    /// Carry out one op.
-    pub fn exec(&self, op: &Op) -> Result<(), Error> {
-        self.exec_all(std::slice::from_ref(op))
-            .pop()
-            .unwrap_or(Ok(()))
     }
 }
 

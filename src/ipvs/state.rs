@@ -44,7 +44,8 @@ impl Store {
             .collect()
     }
 
-    /// Replace the file atomically (write a temporary file, then rename).
+    /// Replace the file with `crate::paths::atomic_write`: a crash leaves
+    /// the old record or the new one, and the new one is on disk on return.
     pub fn save(&self, keys: &BTreeSet<ServiceKey>) -> Result<(), Error> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| self.err(e))?;
@@ -54,9 +55,13 @@ impl Store {
             text.push_str(&format(k));
             text.push('\n');
         }
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, text).map_err(|e| self.err(e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| self.err(e))
+        crate::paths::atomic_write(
+            &self.path,
+            text.as_bytes(),
+            0o644,
+            crate::paths::Existing::Replace,
+        )
+        .map_err(|e| self.err(e))
     }
 
     fn err(&self, source: std::io::Error) -> Error {

@@ -46,10 +46,10 @@ target=x86_64-unknown-linux-musl
 rustup target list --installed 2>/dev/null | grep -q $target || rustup target add $target
 if [[ $profile == release ]]; then
     cargo build --quiet --release --target $target
-    bin=target/$target/release/headnode
+    bin=${CARGO_TARGET_DIR:-target}/$target/release/headnode
 else
     cargo build --quiet --target $target
-    bin=target/$target/debug/headnode
+    bin=${CARGO_TARGET_DIR:-target}/$target/debug/headnode
 fi
 
 # 3. The initramfs.
