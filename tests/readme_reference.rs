@@ -49,6 +49,7 @@ fn reference_block_documents_every_key() {
         "[[balancer.virtual]]\n[balancer.virtual.health]\ncheck=\"tcp\"",
         "[[service]]\nname=\"a\"\nport=1",
         "[tftp]\nroot=\"/a\"",
+        "[[dhcp.boot]]\nuser_class=\"a\"\nfilename=\"a\"",
     ];
     let mut missing = Vec::new();
     for t in tables {

@@ -13,7 +13,7 @@
 //! not parse) it returns `None` and the caller parses the whole file, so
 //! every error message stays exactly what the whole-file parse says.
 
-use super::raw::{RawConfig, RawHost, S};
+use super::raw::{RawBoot, RawConfig, RawHost, S};
 use std::ops::Range;
 use toml::Spanned;
 
@@ -181,6 +181,7 @@ pub(super) fn shift(h: RawHost, off: usize) -> RawHost {
         filename,
         dns_servers,
         domain_name,
+        boot,
     } = h;
     let opt = |s: Option<S<String>>| s.map(|s| shift_one(s, off));
     RawHost {
@@ -192,5 +193,27 @@ pub(super) fn shift(h: RawHost, off: usize) -> RawHost {
         filename: opt(filename),
         dns_servers: dns_servers.map(|l| l.into_iter().map(|s| shift_one(s, off)).collect()),
         domain_name: opt(domain_name),
+        boot: boot
+            .into_iter()
+            .map(|b| {
+                let b = shift_one(b, off);
+                let span = b.span();
+                let RawBoot {
+                    arch,
+                    user_class,
+                    filename,
+                    next_server,
+                } = b.into_inner();
+                Spanned::new(
+                    span,
+                    RawBoot {
+                        arch: arch.map(|s| shift_one(s, off)),
+                        user_class: opt(user_class),
+                        filename: shift_one(filename, off),
+                        next_server: opt(next_server),
+                    },
+                )
+            })
+            .collect(),
     }
 }

@@ -86,6 +86,19 @@ pub struct Dhcp {
     pub lease_file: PathBuf,
     pub allow_default_route_interface: bool,
     pub pool: Option<Pool>,
+    /// `[[dhcp.boot]]` in file order.
+    pub boot: Vec<Boot>,
+}
+
+/// A PXE boot rule: when the client's architecture (option 93) and user
+/// class (option 77) match, it gets this file (and server).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Boot {
+    /// Option 93 values that match; empty matches any.
+    pub arch: Vec<u16>,
+    pub user_class: Option<String>,
+    pub filename: String,
+    pub next_server: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -146,6 +159,7 @@ pub struct HostDhcp {
     pub filename: Option<String>,
     pub dns_servers: Option<Vec<Ipv4Addr>>,
     pub domain_name: Option<String>,
+    pub boot: Vec<Boot>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

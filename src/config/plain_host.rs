@@ -53,6 +53,8 @@ pub(super) fn parse(body: &str, base: usize) -> Option<RawHost> {
         filename: h.filename,
         dns_servers: h.dns_servers,
         domain_name: h.domain_name,
+        // `boot = [...]` is not a plain line: such a host is read by TOML.
+        boot: Vec::new(),
     })
 }
 

@@ -88,6 +88,28 @@ pub struct RawDhcp {
     /// Serve even though the private interface holds the default route.
     pub allow_default_route_interface: Option<bool>,
     pub pool: Option<S<RawPool>>,
+    /// PXE by client: the first rule that matches picks the boot file.
+    #[serde(default)]
+    pub boot: Vec<S<RawBoot>>,
+}
+
+/// One `[[dhcp.boot]]` (or a host's `boot` entry).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBoot {
+    /// Option 93: a name ("bios", "efi-x64", ...) or the number.
+    pub arch: Option<S<RawArch>>,
+    /// Option 77, e.g. "iPXE".
+    pub user_class: Option<S<String>>,
+    pub filename: S<String>,
+    pub next_server: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawArch {
+    Number(i64),
+    Name(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +131,8 @@ pub struct RawHost {
     #[serde(default)]
     pub dns_servers: Option<Vec<S<String>>>,
     pub domain_name: Option<S<String>>,
+    #[serde(default)]
+    pub boot: Vec<S<RawBoot>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

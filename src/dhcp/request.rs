@@ -60,6 +60,12 @@ pub struct Request {
     /// Option 82 as received, echoed back to the relay (RFC 3046).
     relay: [u8; 255],
     relay_len: u8,
+    /// Option 93 (RFC 4578): the client's architectures, the first four.
+    arch: [u16; 4],
+    arch_len: u8,
+    /// Option 77 (RFC 3004, or iPXE's plain "iPXE"), cut to 63 bytes.
+    user_class: [u8; 63],
+    user_class_len: u8,
 }
 
 impl Request {
@@ -74,6 +80,28 @@ impl Request {
     }
     pub fn relay_info(&self) -> Option<&[u8]> {
         (self.relay_len > 0).then(|| &self.relay[..self.relay_len as usize])
+    }
+    pub fn arch(&self) -> &[u16] {
+        &self.arch[..self.arch_len as usize]
+    }
+    /// Does option 77 name `class`? Firmware sends RFC 3004's list of
+    /// length-prefixed names; iPXE sends the bare name.
+    pub fn has_user_class(&self, class: &[u8]) -> bool {
+        let uc = &self.user_class[..self.user_class_len as usize];
+        if uc == class {
+            return true;
+        }
+        let mut rest = uc;
+        while let Some((&n, tail)) = rest.split_first() {
+            let Some(item) = tail.get(..n as usize) else {
+                return false;
+            };
+            if item == class {
+                return true;
+            }
+            rest = &tail[n as usize..];
+        }
+        false
     }
 }
 
@@ -134,6 +162,10 @@ pub fn parse(b: &[u8]) -> Result<Request, Malformed> {
         hostname_len: 0,
         relay: [0; 255],
         relay_len: 0,
+        arch: [0; 4],
+        arch_len: 0,
+        user_class: [0; 63],
+        user_class_len: 0,
     };
     let mut kind = None;
     let mut i = HEADER_LEN;
@@ -172,6 +204,17 @@ pub fn parse(b: &[u8]) -> Result<Request, Malformed> {
                 req.hostname_len = n as u8;
             }
             82 => append(&mut req.relay, &mut req.relay_len, data),
+            93 if req.arch_len == 0 => {
+                for pair in data.chunks_exact(2).take(4) {
+                    req.arch[req.arch_len as usize] = u16::from_be_bytes([pair[0], pair[1]]);
+                    req.arch_len += 1;
+                }
+            }
+            77 if req.user_class_len == 0 => {
+                let n = data.len().min(63);
+                req.user_class[..n].copy_from_slice(&data[..n]);
+                req.user_class_len = n as u8;
+            }
             _ => {}
         }
     }

@@ -261,10 +261,25 @@ impl Ctx<'_> {
     ) {
         let t = self.t;
         let req = self.req;
-        let siaddr = host.and_then(Reservation::siaddr).unwrap_or(t.siaddr);
-        let file = host.and_then(Reservation::file).or(t.file.as_deref());
+        // PXE by architecture and user class: a matching boot rule's file
+        // and server win, in the header and in options 66/67 alike.
+        let boot = t.boot_for(host, req);
+        let siaddr = boot
+            .and_then(|b| b.siaddr)
+            .or(host.and_then(Reservation::siaddr))
+            .unwrap_or(t.siaddr);
+        let file = match boot {
+            Some(b) => Some(&b.file[..]),
+            None => host.and_then(Reservation::file).or(t.file.as_deref()),
+        };
         let mut w = Writer::new(self.buf, req, kind, ciaddr, yiaddr, siaddr, file);
         w.put_ip(54, t.server_ip);
+        if let Some(b) = boot {
+            w.put(67, &b.file);
+            if let Some(n) = &b.server_name {
+                w.put(66, n);
+            }
+        }
         if lease {
             let secs = t.lease_for(host, req.lease_time);
             w.put_u32(51, secs);
@@ -515,6 +530,131 @@ lease_time = "1h"
             i += 2 + buf[i + 1] as usize;
         }
         codes
+    }
+
+    /// One DISCOVER against `cfg`: the boot file and the server, from the
+    /// header and from options 67 and 66.
+    fn boot_answer(t: &Tables, mac: [u8; 6], opts: Vec<DhcpOption>) -> (String, Ipv4Addr, String) {
+        let mut db = LeaseDb::new(t.pool);
+        let mut buf = Vec::new();
+        let opts = opts
+            .into_iter()
+            .chain([DhcpOption::ParameterRequestList(vec![
+                OptionCode::TFTPServerName,
+                OptionCode::BootfileName,
+            ])])
+            .collect();
+        let req = parse(&packet(MessageType::Discover, mac, opts)).unwrap();
+        respond(&req, t, &mut db, NOW, &mut buf);
+        let m = Message::decode(&mut Decoder::new(&buf)).unwrap();
+        let file = String::from_utf8_lossy(m.fname().unwrap_or_default())
+            .trim_end_matches('\0')
+            .to_string();
+        let opt67 = match m.opts().get(OptionCode::BootfileName) {
+            Some(DhcpOption::BootfileName(f)) => String::from_utf8_lossy(f).into_owned(),
+            other => panic!("option 67: {other:?}"),
+        };
+        assert_eq!(file, opt67, "header and option 67 agree");
+        let opt66 = match m.opts().get(OptionCode::TFTPServerName) {
+            Some(DhcpOption::TFTPServerName(n)) => String::from_utf8_lossy(n).into_owned(),
+            other => panic!("option 66: {other:?}"),
+        };
+        (file, m.siaddr(), opt66)
+    }
+
+    #[test]
+    fn pxe_boot_file_by_architecture_and_user_class() {
+        use dhcproto::v4::UnknownOption;
+        let text = format!(
+            r#"{}
+[dhcp]
+next_server = "192.168.1.254"
+filename = "default.0"
+pool = {{ start = "192.168.1.200", end = "192.168.1.201" }}
+
+[[dhcp.boot]]
+user_class = "iPXE"
+filename = "http://192.168.1.254/boot.ipxe"
+
+[[dhcp.boot]]
+arch = "efi-x64"
+filename = "ipxe.efi"
+
+[[dhcp.boot]]
+arch = "bios"
+filename = "undionly.kpxe"
+next_server = "192.168.1.253"
+
+[[host]]
+name = "node1"
+mac = "00:12:34:56:78:91"
+address = "192.168.1.101"
+boot = [{{ arch = "efi-x64", filename = "node1.efi" }}]
+
+[[host]]
+name = "node2"
+mac = "00:12:34:56:78:92"
+address = "192.168.1.102"
+filename = "own.0"
+"#,
+            crate::config::test_text::INTERFACES
+        );
+        let cfg = crate::config::parse(&text, Path::new("t.toml")).unwrap();
+        let t = Tables::new(&cfg);
+        let arch = |n: u16| {
+            DhcpOption::Unknown(UnknownOption::new(
+                OptionCode::from(93),
+                n.to_be_bytes().to_vec(),
+            ))
+        };
+        let class =
+            |b: &[u8]| DhcpOption::Unknown(UnknownOption::new(OptionCode::from(77), b.to_vec()));
+        let anon = [0x02, 0, 0, 0, 0, 1];
+        let node2 = [0x00, 0x12, 0x34, 0x56, 0x78, 0x92];
+        let dflt = Ipv4Addr::new(192, 168, 1, 254);
+        let bios = Ipv4Addr::new(192, 168, 1, 253);
+        let url = "http://192.168.1.254/boot.ipxe";
+        // Client MAC, its options, then file, siaddr and option 66 expected.
+        type Case<'a> = ([u8; 6], Vec<DhcpOption>, (&'a str, Ipv4Addr, &'a str));
+        let cases: Vec<Case> = vec![
+            (anon, vec![], ("default.0", dflt, "192.168.1.254")),
+            (
+                anon,
+                vec![arch(0)],
+                ("undionly.kpxe", bios, "192.168.1.253"),
+            ),
+            (anon, vec![arch(7)], ("ipxe.efi", dflt, "192.168.1.254")),
+            (anon, vec![arch(9)], ("ipxe.efi", dflt, "192.168.1.254")),
+            // iPXE itself (bare "iPXE", or an RFC 3004 list): the script,
+            // not the loader again.
+            (
+                anon,
+                vec![arch(0), class(b"iPXE")],
+                (url, dflt, "192.168.1.254"),
+            ),
+            (
+                anon,
+                vec![arch(7), class(b"\x03abc\x04iPXE")],
+                (url, dflt, "192.168.1.254"),
+            ),
+            (
+                anon,
+                vec![arch(7), class(b"iPXEx")],
+                ("ipxe.efi", dflt, "192.168.1.254"),
+            ),
+            (NODE1, vec![arch(7)], ("node1.efi", dflt, "192.168.1.254")),
+            (
+                NODE1,
+                vec![arch(0)],
+                ("undionly.kpxe", bios, "192.168.1.253"),
+            ),
+            (node2, vec![arch(0)], ("own.0", dflt, "192.168.1.254")),
+        ];
+        for (mac, opts, want) in cases {
+            let what = format!("{mac:02x?} {opts:?}");
+            let (file, siaddr, opt66) = boot_answer(&t, mac, opts);
+            assert_eq!((file.as_str(), siaddr, opt66.as_str()), want, "{what}");
+        }
     }
 
     #[test]

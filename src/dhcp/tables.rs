@@ -3,7 +3,8 @@
 //! then only copy bytes, whatever the number of reservations.
 
 use crate::config::Config;
-use crate::config::model::{Host, HostDhcp, Mac, Pool};
+use crate::config::model::{Boot, Host, HostDhcp, Mac, Pool};
+use crate::dhcp::request::Request;
 use ipnet::Ipv4Net;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -54,6 +55,38 @@ struct HostWire {
     options: OptionSet,
     siaddr: Option<Ipv4Addr>,
     file: Option<Box<[u8]>>,
+    boot: Vec<BootRule>,
+}
+
+/// A `[[dhcp.boot]]` rule, ready to match a request.
+#[derive(Debug, Clone)]
+pub struct BootRule {
+    arch: Box<[u16]>,
+    user_class: Option<Box<[u8]>>,
+    pub siaddr: Option<Ipv4Addr>,
+    pub file: Box<[u8]>,
+    /// Option 66 for `siaddr`, in wire form.
+    pub server_name: Option<Box<[u8]>>,
+}
+
+impl BootRule {
+    fn new(b: &Boot) -> BootRule {
+        BootRule {
+            arch: b.arch.clone().into(),
+            user_class: b.user_class.as_ref().map(|u| u.as_bytes().into()),
+            siaddr: b.next_server,
+            file: b.filename.as_bytes().into(),
+            server_name: b.next_server.map(|a| a.to_string().into_bytes().into()),
+        }
+    }
+
+    fn matches(&self, req: &Request) -> bool {
+        (self.arch.is_empty() || req.arch().iter().any(|a| self.arch.contains(a)))
+            && self
+                .user_class
+                .as_ref()
+                .is_none_or(|u| req.has_user_class(u))
+    }
 }
 
 static NO_OPTIONS: OptionSet = OptionSet { values: Vec::new() };
@@ -69,6 +102,7 @@ pub struct Tables {
     pub options: OptionSet,
     pub siaddr: Ipv4Addr,
     pub file: Option<Box<[u8]>>,
+    pub boot: Vec<BootRule>,
     pub hosts: HashMap<Mac, Reservation>,
     /// Reserved address → MAC, to keep the pool off reserved addresses.
     pub reserved: HashMap<Ipv4Addr, Mac>,
@@ -141,6 +175,7 @@ impl Tables {
             options,
             siaddr: d.next_server.unwrap_or(Ipv4Addr::UNSPECIFIED),
             file: d.filename.as_ref().map(|f| f.as_bytes().into()),
+            boot: d.boot.iter().map(BootRule::new).collect(),
             hosts,
             reserved,
         }
@@ -153,6 +188,25 @@ impl Tables {
             Some(h) => h.options().get(code).or_else(|| self.options.get(code)),
             None => self.options.get(code),
         }
+    }
+
+    /// The boot rule for this request: the host's first match, else (when
+    /// the host names no file of its own) the first global match.
+    pub fn boot_for<'a>(
+        &'a self,
+        host: Option<&'a Reservation>,
+        req: &Request,
+    ) -> Option<&'a BootRule> {
+        let own = host.and_then(|h| h.own.as_deref());
+        if let Some(o) = own {
+            if let Some(b) = o.boot.iter().find(|b| b.matches(req)) {
+                return Some(b);
+            }
+            if o.file.is_some() {
+                return None;
+            }
+        }
+        self.boot.iter().find(|b| b.matches(req))
     }
 
     /// Lease time for a client that asked for `asked` seconds (option 51).
@@ -226,6 +280,7 @@ impl HostWire {
             options,
             siaddr: h.next_server,
             file: h.filename.as_ref().map(|f| f.as_bytes().into()),
+            boot: h.boot.iter().map(BootRule::new).collect(),
         }
     }
 }

@@ -68,6 +68,7 @@ impl Validator<'_> {
                     .to_string()
             });
         let pool = raw.pool.as_ref().and_then(|p| self.pool(p, private, hosts));
+        let boot = self.boot_rules(&raw.boot, "dhcp.boot");
         Some(Dhcp {
             enabled: raw.enabled.unwrap_or(true),
             lease_time,
@@ -82,7 +83,59 @@ impl Validator<'_> {
             lease_file: lease_file.into(),
             allow_default_route_interface: raw.allow_default_route_interface.unwrap_or(false),
             pool,
+            boot,
         })
+    }
+
+    /// `[[dhcp.boot]]` or a host's `boot`: each rule valid on its own.
+    pub(super) fn boot_rules(&mut self, raw: &[S<RawBoot>], field: &str) -> Vec<Boot> {
+        let mut out = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let f = |k: &str| format!("{field}[{i}].{k}");
+            let b = r.get_ref();
+            let arch = match &b.arch {
+                Some(a) => match arch_codes(a.get_ref()) {
+                    Some(codes) => Some(codes),
+                    None => {
+                        self.err(
+                            a.span(),
+                            &f("arch"),
+                            "is not a client architecture".into(),
+                            Some("use bios, efi-ia32, efi-x64, efi-arm32, efi-arm64, efi-x64-http, efi-arm64-http or the option 93 number (0-65535)"),
+                        );
+                        None
+                    }
+                },
+                None => Some(Vec::new()),
+            };
+            let user_class = b
+                .user_class
+                .as_ref()
+                .and_then(|s| self.text(s, &f("user_class"), 255));
+            if b.arch.is_none() && b.user_class.is_none() {
+                self.err(
+                    r.span(),
+                    field,
+                    "a boot rule without arch or user_class matches every client".into(),
+                    Some("add arch and/or user_class; the file for everyone else is `filename` in [dhcp]"),
+                );
+                continue;
+            }
+            let filename = self.text(&b.filename, &f("filename"), 127);
+            let next_server = b
+                .next_server
+                .as_ref()
+                .and_then(|s| self.ipv4(s, &f("next_server")));
+            if let (Some(arch), Some(filename)) = (arch, filename) {
+                out.push(Boot {
+                    arch,
+                    user_class,
+                    filename,
+                    next_server,
+                });
+            }
+        }
+        out
     }
 
     fn pool(
@@ -146,6 +199,24 @@ impl Validator<'_> {
     }
 }
 
+/// Option 93 values (RFC 4578, IANA Processor Architecture Types) by name.
+/// efi-x64 is both 7 and 9: firmware sends either for x86-64 UEFI.
+fn arch_codes(a: &RawArch) -> Option<Vec<u16>> {
+    match a {
+        RawArch::Number(n) => u16::try_from(*n).ok().map(|n| vec![n]),
+        RawArch::Name(name) => Some(match name.as_str() {
+            "bios" => vec![0],
+            "efi-ia32" => vec![6],
+            "efi-x64" => vec![7, 9],
+            "efi-arm32" => vec![10],
+            "efi-arm64" => vec![11],
+            "efi-x64-http" => vec![16],
+            "efi-arm64-http" => vec![19],
+            _ => return None,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::cases::{check_all, lan};
@@ -158,6 +229,28 @@ mod tests {
             ))
         };
         check_all(&[
+            (
+                lan("[[dhcp.boot]]\narch = \"efi-x86\" # <-\nfilename = \"a\"\n"),
+                "dhcp.boot[0].arch",
+                "is not a client architecture",
+            ),
+            (
+                lan("[[dhcp.boot]]\narch = 70000 # <-\nfilename = \"a\"\n"),
+                "dhcp.boot[0].arch",
+                "is not a client architecture",
+            ),
+            (
+                lan("[[dhcp.boot]] # <-\nfilename = \"a\"\n"),
+                "dhcp.boot",
+                "a boot rule without arch or user_class matches every client",
+            ),
+            (
+                lan(
+                    "[[dhcp.boot]]\nuser_class = \"iPXE\"\nfilename = \"a\"\nnext_server = \"x\" # <-\n",
+                ),
+                "dhcp.boot[0].next_server",
+                "",
+            ),
             (
                 lan("[dhcp]\nlease_time = \"2h\"\nmax_lease_time = \"1h\" # <-\n"),
                 "dhcp.max_lease_time",

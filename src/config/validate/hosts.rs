@@ -124,8 +124,10 @@ impl<'a> Validator<'a> {
                 .domain_name
                 .as_ref()
                 .and_then(|s| self.domain(s, &f("domain_name")));
+            let boot = self.boot_rules(&h.boot, &f("boot"));
             if let (true, Some(mac), Some(address)) = (name_ok, mac, address) {
                 let dhcp = HostDhcp {
+                    boot,
                     lease_time,
                     next_server,
                     filename,
