@@ -1,6 +1,7 @@
 //! The control protocol between the daemon (`headnode run`) and the commands
-//! that talk to it (`status`, `reload`, and `plan`/`apply` for the health
-//! view): one JSON line each way over a Unix socket, mode 0600 in a
+//! that talk to it (`status`, `reload`, `apply` and `confirm`, which the
+//! daemon carries out itself while it runs, and `plan` for the health view):
+//! one JSON line each way over a Unix socket, mode 0600 in a
 //! root-only directory.
 //!
 //! Both sides use these types, so a renamed field is a compile error rather
@@ -39,6 +40,15 @@ pub enum Request {
     Health,
     /// Re-read the config and put it in effect.
     Reload,
+    /// `headnode apply` while the daemon runs: put `config` (which must be
+    /// the daemon's own config file) in effect, and with `confirm_s` roll
+    /// back unless `Confirm` arrives within that many seconds.
+    Apply {
+        config: PathBuf,
+        confirm_s: Option<u64>,
+    },
+    /// Keep what a pending `Apply` with `confirm_s` put in effect.
+    Confirm,
 }
 
 impl Request {
@@ -46,8 +56,10 @@ impl Request {
     /// firewall and IPVS, whose netlink calls are given up to a minute.
     fn timeout(&self) -> Duration {
         match self {
-            Request::Status | Request::Leases | Request::Health => Duration::from_secs(10),
-            Request::Reload => Duration::from_secs(90),
+            Request::Status | Request::Leases | Request::Health | Request::Confirm => {
+                Duration::from_secs(10)
+            }
+            Request::Reload | Request::Apply { .. } => Duration::from_secs(90),
         }
     }
 }
@@ -64,6 +76,8 @@ pub enum Answer {
         health: HealthMap,
     },
     Reload(ReloadOutcome),
+    Apply(ApplyOutcome),
+    Confirm(ConfirmOutcome),
     /// The request was not understood (another version, or not a request).
     Error {
         message: String,
@@ -82,6 +96,30 @@ pub enum ReloadOutcome {
     /// The new config is valid but could not be put in place (nft refused
     /// the ruleset); the daemon keeps the previous config and firewall.
     Failed { error: String },
+}
+
+/// The result of an apply through the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ApplyOutcome {
+    /// The config is in effect; with `confirm_within_s`, only until then
+    /// unless confirmed.
+    Applied { confirm_within_s: Option<u64> },
+    /// As for a reload: the config is invalid; nothing changed.
+    Rejected { errors: String },
+    /// As for a reload: nft refused the ruleset; nothing changed.
+    Failed { error: String },
+    /// Not tried: another apply waits for its confirm, or `config` is not
+    /// the daemon's config file.
+    Refused { why: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ConfirmOutcome {
+    Confirmed,
+    /// No apply waits for a confirm (none was made, or it was rolled back).
+    NothingPending,
 }
 
 /// The daemon's part of `headnode status`.
@@ -397,6 +435,32 @@ pub fn reload(socket: &Path) -> Result<Option<ReloadOutcome>, ControlError> {
     }
 }
 
+/// Apply through the daemon; `None` when no daemon runs.
+pub fn apply(
+    socket: &Path,
+    config: &Path,
+    confirm: Option<Duration>,
+) -> Result<Option<ApplyOutcome>, ControlError> {
+    let req = Request::Apply {
+        config: config.to_path_buf(),
+        confirm_s: confirm.map(|d| d.as_secs().max(1)),
+    };
+    match ask(socket, &req)? {
+        None => Ok(None),
+        Some(Answer::Apply(a)) => Ok(Some(a)),
+        Some(other) => Err(unexpected(&req, &other)),
+    }
+}
+
+/// Confirm a pending apply the daemon made; `None` when no daemon runs.
+pub fn confirm(socket: &Path) -> Result<Option<ConfirmOutcome>, ControlError> {
+    match ask(socket, &Request::Confirm)? {
+        None => Ok(None),
+        Some(Answer::Confirm(c)) => Ok(Some(c)),
+        Some(other) => Err(unexpected(&Request::Confirm, &other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +489,15 @@ mod tests {
             Request::Leases,
             Request::Health,
             Request::Reload,
+            Request::Apply {
+                config: "/etc/headnode/headnode.toml".into(),
+                confirm_s: Some(120),
+            },
+            Request::Apply {
+                config: "/etc/headnode/headnode.toml".into(),
+                confirm_s: None,
+            },
+            Request::Confirm,
         ] {
             round_trip(req);
         }
@@ -548,6 +621,27 @@ mod tests {
         round_trip(Answer::Reload(ReloadOutcome::Failed {
             error: "nft rejected the ruleset".into(),
         }));
+        for outcome in [
+            ApplyOutcome::Applied {
+                confirm_within_s: Some(120),
+            },
+            ApplyOutcome::Applied {
+                confirm_within_s: None,
+            },
+            ApplyOutcome::Rejected {
+                errors: "headnode.toml:3: bad".into(),
+            },
+            ApplyOutcome::Failed {
+                error: "nft rejected the ruleset".into(),
+            },
+            ApplyOutcome::Refused {
+                why: "waiting for confirm".into(),
+            },
+        ] {
+            round_trip(Answer::Apply(outcome));
+        }
+        round_trip(Answer::Confirm(ConfirmOutcome::Confirmed));
+        round_trip(Answer::Confirm(ConfirmOutcome::NothingPending));
         round_trip(Answer::Error {
             message: "no".into(),
         });

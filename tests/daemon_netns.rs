@@ -659,3 +659,102 @@ fn reload_fails_when_nft_refuses_the_new_ruleset_and_the_old_one_stays() {
         .ok(&["nft", "-s", "list", "table", "inet", "headnode"]);
     assert!(now.contains("2222"), "{now}");
 }
+
+/// `[[firewall.rule]]` accepting tcp `port` from the internet, appended to `base`.
+fn with_port(base: &str, port: u16) -> String {
+    format!(
+        "{base}\n[[firewall.rule]]\naction = \"accept\"\nfrom = \"net\"\nto = \"fw\"\nproto = \"tcp\"\nports = [{port}]\n"
+    )
+}
+
+#[test]
+fn apply_confirm_and_clear_go_through_the_running_daemon() {
+    if !can_netns("apply through the daemon") || !have("apply through the daemon", "nft") {
+        return;
+    }
+    let mut lab = Lab::new("pra", &[]);
+    // Reconciles often: a daemon that undid the admin's change would do it fast.
+    lab.reconcile = "1s";
+    write_config(&lab, "");
+    let base = std::fs::read_to_string(lab.config()).unwrap();
+    lab.start_daemon();
+    let table = |lab: &Lab| lab.head.ok(&["nft", "list", "table", "inet", "headnode"]);
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    // apply: the daemon makes the change, and its reconcile keeps it.
+    std::fs::write(lab.config(), with_port(&base, 2222)).unwrap();
+    let out = lab.headnode(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("applied by the running daemon"),
+        "{}",
+        text(&out)
+    );
+    assert!(table(&lab).contains("2222"), "{}", table(&lab));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(table(&lab).contains("2222"), "undone:\n{}", lab.log());
+    assert!(!lab.log().contains("firewall drift"), "{}", lab.log());
+    let (code, v) = lab.status();
+    assert_eq!(code, 0, "{v:#}");
+
+    // apply --confirm without a confirm: the daemon goes back to 2222 only.
+    std::fs::write(lab.config(), with_port(&base, 3333)).unwrap();
+    let out = lab.headnode(&["apply", "--confirm", "2s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("headnode confirm"), "{}", text(&out));
+    let t = table(&lab);
+    assert!(t.contains("3333") && !t.contains("2222"), "{t}");
+    let rolled = wait_for(Duration::from_secs(8), || {
+        let t = table(&lab);
+        (t.contains("2222") && !t.contains("3333")).then_some(())
+    });
+    assert!(rolled.is_some(), "not rolled back:\n{}", lab.log());
+    assert!(lab.log().contains("rolling back"), "{}", lab.log());
+    // And it stays rolled back: no repair towards the file's 3333.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(!table(&lab).contains("3333"), "{}", lab.log());
+    let out = lab.headnode(&["confirm"]);
+    assert_eq!(out.status.code(), Some(1), "too late: {}", text(&out));
+
+    // apply --confirm, then confirm: 3333 stays past the deadline.
+    let out = lab.headnode(&["apply", "--confirm", "3s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = lab.headnode(&["confirm"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("confirmed"), "{}", text(&out));
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(table(&lab).contains("3333"), "{}", lab.log());
+
+    // clear while the daemon runs: refused, with the command that stops it.
+    let out = lab.headnode(&["clear"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("systemctl stop headnode"),
+        "{}",
+        text(&out)
+    );
+    assert!(table(&lab).contains("3333"));
+
+    // A config file that is not the daemon's is refused, not applied.
+    let other = lab.dir.join("other.toml");
+    std::fs::write(&other, with_port(&base, 4444)).unwrap();
+    let mut argv: Vec<String> = vec!["env".into()];
+    argv.extend(lab.env());
+    argv.extend([
+        headnode().display().to_string(),
+        "-c".into(),
+        other.display().to_string(),
+        "apply".into(),
+    ]);
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = lab.head.run(&refs);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("the daemon runs"), "{}", text(&out));
+    assert!(!table(&lab).contains("4444"));
+}

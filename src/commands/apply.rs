@@ -1,10 +1,17 @@
 //! `headnode apply [--confirm DURATION] [--force]`, `headnode confirm`, and
 //! the detached rollback timer that `--confirm` starts.
+//!
+//! While the daemon runs it is the only writer: `apply` plans and checks
+//! here (config, IPVS, the SSH guard), then asks the daemon to put the
+//! config in effect, and `confirm` goes to the daemon, which owns the
+//! deadline. Otherwise its own reconcile would undo the change, or repair a
+//! rollback away.
 
 use super::InvalidInput;
 use crate::cli::ApplyArgs;
 use crate::config::Config;
 use crate::config::model::Backend;
+use crate::control::{self, ApplyOutcome, ConfirmOutcome};
 use crate::firewall::{nft::Nft, rollback};
 use crate::health::HealthMap;
 use crate::ipvs;
@@ -71,6 +78,10 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
             c.port
         );
     }
+    let socket = crate::paths::control_socket();
+    if control::listening(&socket)? {
+        return through_daemon(&socket, path, &plan, confirm);
+    }
     apply_ruleset(&nft, &plan, confirm)?;
     // Forwarding only once the firewall is in place: a box that routes
     // before it filters is open for that moment.
@@ -85,6 +96,42 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
         apply_ipvs(&cfg, &live.health)?;
     }
     Ok(())
+}
+
+fn through_daemon(
+    socket: &Path,
+    path: &Path,
+    plan: &plan::Plan,
+    confirm: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    let outcome = control::apply(socket, path, confirm)?.ok_or_else(|| {
+        anyhow::anyhow!("the headnode daemon stopped while applying; run apply again")
+    })?;
+    match outcome {
+        ApplyOutcome::Applied { confirm_within_s } => {
+            if plan.firewall.state == RulesetState::Unchanged {
+                println!("ruleset: unchanged (table inet headnode already matches)");
+            } else {
+                println!("ruleset: applied by the running daemon (table inet headnode)");
+            }
+            if let Some(s) = confirm_within_s {
+                println!(
+                    "run `headnode confirm` within {s}s or the daemon goes back to the config it ran before"
+                );
+            }
+            println!(
+                "sysctls and balancer: set by the running daemon (`headnode status` shows them)"
+            );
+            Ok(())
+        }
+        ApplyOutcome::Rejected { errors } => Err(InvalidInput(errors).into()),
+        ApplyOutcome::Failed { error } => Err(anyhow::anyhow!(
+            "the running daemon could not put the config in place: {error}; it keeps the previous config and firewall"
+        )),
+        ApplyOutcome::Refused { why } => {
+            Err(InvalidInput(format!("refusing to apply: {why}")).into())
+        }
+    }
 }
 
 /// Reconcile IPVS with `cfg` (its public address already resolved) and
@@ -241,6 +288,12 @@ fn spawn_timer(token: &str) -> anyhow::Result<()> {
 }
 
 pub fn confirm() -> anyhow::Result<()> {
+    // An apply made through the daemon is pending there; one made without
+    // a daemon (before it started) is in the rollback state below.
+    if control::confirm(&crate::paths::control_socket())? == Some(ConfirmOutcome::Confirmed) {
+        println!("confirmed: the running daemon keeps the new config");
+        return Ok(());
+    }
     let nft = Nft::from_env();
     let lock = rollback::Lock::take()?;
     match rollback::load(&lock)? {

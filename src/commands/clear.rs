@@ -1,11 +1,21 @@
 //! `headnode clear`: remove headnode's table and the IPVS services it
 //! created, nothing else (shorewall's `clear`), and say what forwarding state
-//! the box is left in.
+//! the box is left in. Refused while the daemon runs: it owns the firewall.
 
 use crate::firewall::{nft::Nft, rollback};
 use crate::sysctl::Sysctls;
 
 pub fn run() -> anyhow::Result<()> {
+    let socket = crate::paths::control_socket();
+    if crate::control::listening(&socket)? {
+        // It would load the table again at its next reconcile.
+        return Err(crate::errors::InvalidInput(
+            "the headnode daemon is running and keeps the firewall in place; stop it first \
+             (`systemctl stop headnode`), then run `headnode clear`"
+                .into(),
+        )
+        .into());
+    }
     let nft = Nft::from_env();
     {
         // A pending confirm would otherwise put the table back later.

@@ -11,11 +11,11 @@ pub mod notify;
 mod running;
 
 use crate::config;
-use crate::control::{self, Answer, Request};
+use crate::control::{self, Answer, ApplyOutcome, Request};
 use crate::health::HealthMap;
 use crate::paths;
 use running::Running;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -75,6 +75,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
     let mut watchdog =
         tokio::time::interval(notify::watchdog_interval().unwrap_or(Duration::from_secs(3600)));
     loop {
+        let confirm_deadline = state.confirm_deadline();
         tokio::select! {
             _ = hup.recv() => {
                 state.reload(&path).await;
@@ -88,9 +89,21 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
             }
             _ = watchdog.tick() => notify::notify("WATCHDOG=1"),
             ended = state.dhcp_end() => state.dhcp_ended(ended),
+            () = until(confirm_deadline) => state.roll_back().await,
             Some(msg) = ctl_rx.recv() => {
                 let answer = match msg.req {
                     Request::Reload => Answer::Reload(state.reload(&path).await),
+                    Request::Apply { config, confirm_s } => Answer::Apply(match same_file(&config, &path) {
+                        true => state.apply(&path, confirm_s.map(Duration::from_secs)).await,
+                        false => ApplyOutcome::Refused {
+                            why: format!(
+                                "the daemon runs {}, not {}; apply that file, or stop the daemon first",
+                                path.display(),
+                                config.display()
+                            ),
+                        },
+                    }),
+                    Request::Confirm => Answer::Confirm(state.confirm()),
                     Request::Status => Answer::Status(Box::new(state.status(started.elapsed()).await)),
                     Request::Leases => Answer::Leases { leases: state.leases() },
                     Request::Health => Answer::Health { health: state.health().clone() },
@@ -104,6 +117,21 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(paths::control_socket());
     tracing::info!("stopped; the firewall stays in place (`headnode clear` removes it)");
     Ok(())
+}
+
+/// Resolves at `deadline`; never without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether two config paths name the same file (relative paths and links
+/// resolved); paths that cannot be resolved compare as given.
+fn same_file(a: &Path, b: &Path) -> bool {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    real(a) == real(b)
 }
 
 fn bind_control() -> anyhow::Result<UnixListener> {

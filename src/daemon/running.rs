@@ -4,8 +4,9 @@
 use crate::config::model::{Backend, VirtualService};
 use crate::config::{self, Config};
 use crate::control::{
-    BalancerStatus, DaemonInfo, DaemonStatus, DhcpServing, DhcpStatus, FirewallState,
-    FirewallStatus, Health, IpvsState, RealStatus, ReloadOutcome, ServiceStatus,
+    ApplyOutcome, BalancerStatus, ConfirmOutcome, DaemonInfo, DaemonStatus, DhcpServing,
+    DhcpStatus, FirewallState, FirewallStatus, Health, IpvsState, RealStatus, ReloadOutcome,
+    ServiceStatus,
 };
 use crate::dhcp::{self, DhcpError, LeaseView};
 use crate::firewall::applied::{Applied, Comparison};
@@ -21,7 +22,7 @@ use anyhow::Context;
 use nftables::schema::Nftables;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -46,6 +47,14 @@ pub(super) struct Running {
     firewall_repairs: u64,
     ipvs_repairs: u64,
     last_error: Option<String>,
+    /// An `apply --confirm` made through the daemon, waiting for `confirm`.
+    pending: Option<PendingConfirm>,
+}
+
+/// The config to go back to unless `headnode confirm` arrives by `deadline`.
+struct PendingConfirm {
+    deadline: Instant,
+    previous: Arc<Config>,
 }
 
 fn select_backend(cfg: &Config) -> (Backend, String) {
@@ -82,6 +91,7 @@ impl Running {
             firewall_repairs: 0,
             ipvs_repairs: 0,
             last_error: None,
+            pending: None,
         };
         r.ensure_firewall(true)
             .context("cannot put the firewall in place")?;
@@ -337,6 +347,17 @@ impl Running {
                 return ReloadOutcome::Rejected { errors };
             }
         };
+        let outcome = self.put_in_effect(cfg).await;
+        if outcome == ReloadOutcome::Reloaded {
+            info!(config = %path.display(), "reloaded");
+        }
+        outcome
+    }
+
+    /// Make `cfg` the running config, the firewall first: when nft refuses
+    /// its ruleset (one transaction, so the old table is untouched) the old
+    /// config stays in effect everywhere and the outcome says why.
+    async fn put_in_effect(&mut self, cfg: Arc<Config>) -> ReloadOutcome {
         let services_changed = serde_json::to_value(&cfg.balancer.services).ok()
             != serde_json::to_value(&self.cfg.balancer.services).ok();
         let previous = (
@@ -347,9 +368,6 @@ impl Running {
         let (backend, reason) = blocking(|| select_backend(&self.cfg));
         self.backend = backend;
         self.backend_reason = reason;
-        // The firewall first: when nft refuses the new ruleset (one
-        // transaction, so the old table is untouched) the old config stays
-        // in effect everywhere, and `headnode reload` exits non-zero.
         if let Err(e) = self.ensure_firewall(true) {
             (self.cfg, self.backend, self.backend_reason) = previous;
             let error = format!("{e:#}");
@@ -370,8 +388,74 @@ impl Running {
         self.ensure_ipvs(false);
         self.reload_tftp();
         self.reload_dhcp().await;
-        info!(config = %path.display(), "reloaded");
         ReloadOutcome::Reloaded
+    }
+
+    /// `headnode apply` while the daemon runs: the daemon puts the config
+    /// in effect itself (so its next reconcile does not undo it), and with
+    /// `confirm` goes back to the running config unless `headnode confirm`
+    /// arrives in time.
+    pub(super) async fn apply(&mut self, path: &Path, confirm: Option<Duration>) -> ApplyOutcome {
+        if let Some(p) = &self.pending {
+            return ApplyOutcome::Refused {
+                why: format!(
+                    "an apply --confirm is waiting for `headnode confirm` (rolled back in {}s); \
+                     confirm it (or let it roll back) first",
+                    p.deadline
+                        .saturating_duration_since(Instant::now())
+                        .as_secs()
+                ),
+            };
+        }
+        let previous = self.cfg.clone();
+        match self.reload(path).await {
+            ReloadOutcome::Reloaded => {}
+            ReloadOutcome::Rejected { errors } => return ApplyOutcome::Rejected { errors },
+            ReloadOutcome::Failed { error } => return ApplyOutcome::Failed { error },
+        }
+        if let Some(d) = confirm {
+            info!(
+                "applied; rolled back in {}s unless `headnode confirm` arrives",
+                d.as_secs()
+            );
+            self.pending = Some(PendingConfirm {
+                deadline: Instant::now() + d,
+                previous,
+            });
+        }
+        ApplyOutcome::Applied {
+            confirm_within_s: confirm.map(|d| d.as_secs()),
+        }
+    }
+
+    pub(super) fn confirm(&mut self) -> ConfirmOutcome {
+        match self.pending.take() {
+            Some(_) => {
+                info!("apply confirmed: the new config stays");
+                ConfirmOutcome::Confirmed
+            }
+            None => ConfirmOutcome::NothingPending,
+        }
+    }
+
+    /// When a pending confirm runs out, if one is pending.
+    pub(super) fn confirm_deadline(&self) -> Option<Instant> {
+        self.pending.as_ref().map(|p| p.deadline)
+    }
+
+    /// No `headnode confirm` in time: the config that ran before the apply
+    /// runs again, and its firewall is loaded. The file on disk keeps the
+    /// new text; the next reload reads it again.
+    pub(super) async fn roll_back(&mut self) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        warn!(
+            "no `headnode confirm` in time: rolling back to the config that ran before the apply"
+        );
+        if let ReloadOutcome::Failed { error } = self.put_in_effect(p.previous).await {
+            self.note_error(format!("rollback: {error}"));
+        }
     }
 
     /// Restart the TFTP server when its settings changed (transfers running
