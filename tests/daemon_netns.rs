@@ -758,3 +758,56 @@ fn apply_confirm_and_clear_go_through_the_running_daemon() {
     assert!(text(&out).contains("the daemon runs"), "{}", text(&out));
     assert!(!table(&lab).contains("4444"));
 }
+
+#[test]
+fn a_confirm_window_survives_a_daemon_restart() {
+    if !can_netns("confirm across restarts") || !have("confirm across restarts", "nft") {
+        return;
+    }
+    let mut lab = Lab::new("prc", &[]);
+    write_config(&lab, "");
+    let base = std::fs::read_to_string(lab.config()).unwrap();
+    std::fs::write(lab.config(), with_port(&base, 2222)).unwrap();
+    let mut pid = lab.start_daemon();
+    let table = |lab: &Lab| lab.head.ok(&["nft", "list", "table", "inet", "headnode"]);
+    let kill = |lab: &mut Lab, pid: u32| {
+        signal(pid, "KILL");
+        drop(lab.head.take_child(pid).map(|mut c| c.wait()));
+    };
+
+    // Killed inside the window: the restarted daemon holds the rest of it
+    // and rolls back at the deadline.
+    std::fs::write(lab.config(), with_port(&base, 5555)).unwrap();
+    let out = lab.headnode(&["apply", "--confirm", "4s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table(&lab).contains("5555"));
+    kill(&mut lab, pid);
+    pid = lab.start_daemon();
+    assert!(lab.log().contains("still pending"), "{}", lab.log());
+    assert!(table(&lab).contains("5555"), "kept until the deadline");
+    let rolled = wait_for(Duration::from_secs(8), || {
+        let t = table(&lab);
+        (t.contains("2222") && !t.contains("5555")).then_some(())
+    });
+    assert!(rolled.is_some(), "not rolled back:\n{}", lab.log());
+
+    // Down past the window: the daemon starts with the config from before.
+    std::fs::write(lab.config(), with_port(&base, 6666)).unwrap();
+    let out = lab.headnode(&["apply", "--confirm", "1s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    kill(&mut lab, pid);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(table(&lab).contains("6666"), "nobody rolled back yet");
+    lab.start_daemon();
+    assert!(lab.log().contains("not confirmed"), "{}", lab.log());
+    let t = table(&lab);
+    assert!(t.contains("2222") && !t.contains("6666"), "{t}");
+}

@@ -12,6 +12,7 @@ use crate::cli::ApplyArgs;
 use crate::config::Config;
 use crate::config::model::Backend;
 use crate::control::{self, ApplyOutcome, ConfirmOutcome};
+use crate::daemon::confirm::Held;
 use crate::firewall::{nft::Nft, rollback};
 use crate::health::HealthMap;
 use crate::ipvs;
@@ -81,6 +82,13 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
     let socket = crate::paths::control_socket();
     if control::listening(&socket)? {
         return through_daemon(&socket, path, &plan, confirm);
+    }
+    // A confirm window a stopped daemon still held would roll this apply
+    // back when the daemon starts: this apply supersedes it.
+    let state = crate::paths::state_dir();
+    if Held::load(&state).is_some() {
+        Held::remove(&state);
+        println!("the pending apply --confirm of the stopped daemon is superseded by this apply");
     }
     apply_ruleset(&nft, &plan, confirm)?;
     // Forwarding only once the firewall is in place: a box that routes
@@ -292,6 +300,14 @@ pub fn confirm() -> anyhow::Result<()> {
     // a daemon (before it started) is in the rollback state below.
     if control::confirm(&crate::paths::control_socket())? == Some(ConfirmOutcome::Confirmed) {
         println!("confirmed: the running daemon keeps the new config");
+        return Ok(());
+    }
+    // Held by a daemon that has stopped since: confirming keeps it from
+    // rolling back when it starts again.
+    let state = crate::paths::state_dir();
+    if !control::listening(&crate::paths::control_socket())? && Held::load(&state).is_some() {
+        Held::remove(&state);
+        println!("confirmed: the daemon runs the new config when it starts");
         return Ok(());
     }
     let nft = Nft::from_env();

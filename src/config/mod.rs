@@ -103,7 +103,30 @@ pub fn load_resolved(
     path: &Path,
     resolve: impl FnOnce(&str) -> Option<ipnet::Ipv4Net>,
 ) -> anyhow::Result<Config> {
-    let mut cfg = load(path)?;
+    Ok(load_resolved_text(path, resolve)?.0)
+}
+
+/// `load_resolved`, and the text it read: the daemon keeps the text of the
+/// config it runs, to go back to it after an unconfirmed `apply --confirm`.
+pub fn load_resolved_text(
+    path: &Path,
+    resolve: impl FnOnce(&str) -> Option<ipnet::Ipv4Net>,
+) -> anyhow::Result<(Config, String)> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let cfg = parse_resolved(&text, path, resolve)?;
+    Ok((cfg, text))
+}
+
+/// `parse`, then the public address filled in as `load_resolved` does.
+pub fn parse_resolved(
+    text: &str,
+    path: &Path,
+    resolve: impl FnOnce(&str) -> Option<ipnet::Ipv4Net>,
+) -> anyhow::Result<Config> {
+    let mut cfg = parse(text, path).map_err(LoadError::from)?;
     if cfg.public.address.is_none() {
         let a = resolve(&cfg.public.name).ok_or_else(|| Unresolved {
             interface: cfg.public.name.clone(),

@@ -7,6 +7,7 @@
 //! of `crate::control` on its control socket. SIGTERM stops DHCP and health checks but
 //! leaves the firewall in place: a stopped daemon must not open the box.
 
+pub mod confirm;
 pub mod notify;
 mod running;
 
@@ -14,7 +15,7 @@ use crate::config;
 use crate::control::{self, Answer, ApplyOutcome, Request};
 use crate::health::HealthMap;
 use crate::paths;
-use running::Running;
+use running::{PendingConfirm, Running};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,7 +55,8 @@ struct ControlMsg {
 }
 
 pub async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let cfg = Arc::new(config::load_resolved(&path, crate::netinfo::ipv4_of)?);
+    let (cfg, text) = config::load_resolved_text(&path, crate::netinfo::ipv4_of)?;
+    let (cfg, text, pending) = held_at_start(&path, cfg, text);
     let started = Instant::now();
     // Bind the control socket first: a second daemon stops here, before it
     // touches the firewall the first one manages.
@@ -62,7 +64,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
     let socket = bind_control()?;
     tokio::spawn(serve_control(socket, ctl_tx));
 
-    let mut state = Running::start(cfg).await?;
+    let mut state = Running::start(Arc::new(cfg), text, pending).await?;
     let mut health = state.health_updates();
     notify::notify("READY=1");
     tracing::info!(config = %path.display(), "ready");
@@ -117,6 +119,53 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(paths::control_socket());
     tracing::info!("stopped; the firewall stays in place (`headnode clear` removes it)");
     Ok(())
+}
+
+/// An `apply --confirm` whose window was open when the daemon stopped: still
+/// open, it is held again for the time left; over, the config from before
+/// that apply is the one to run (the file keeps the new text for the next
+/// reload).
+fn held_at_start(
+    path: &Path,
+    cfg: config::Config,
+    text: String,
+) -> (config::Config, String, Option<PendingConfirm>) {
+    let dir = paths::state_dir();
+    let Some(held) = confirm::Held::load(&dir) else {
+        return (cfg, text, None);
+    };
+    let previous = match config::parse_resolved(&held.previous, path, crate::netinfo::ipv4_of) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(
+                "an apply --confirm was pending, but the config from before it no longer loads ({e:#}); running {}",
+                path.display()
+            );
+            confirm::Held::remove(&dir);
+            return (cfg, text, None);
+        }
+    };
+    match held.remaining() {
+        Some(left) => {
+            tracing::warn!(
+                "an apply --confirm is still pending: rolled back in {}s unless `headnode confirm` arrives",
+                left.as_secs()
+            );
+            let pending = PendingConfirm {
+                deadline: Instant::now() + left,
+                previous: Arc::new(previous),
+                previous_text: held.previous,
+            };
+            (cfg, text, Some(pending))
+        }
+        None => {
+            tracing::warn!(
+                "an apply --confirm was not confirmed before the daemon stopped: running the config from before it"
+            );
+            confirm::Held::remove(&dir);
+            (previous, held.previous, None)
+        }
+    }
 }
 
 /// Resolves at `deadline`; never without one.

@@ -1,6 +1,7 @@
 //! The subsystems of a running daemon and what it does on each event:
 //! start, timer (drift repair), health change, reload, status, stop.
 
+use super::confirm;
 use crate::config::model::{Backend, VirtualService};
 use crate::config::{self, Config};
 use crate::control::{
@@ -47,14 +48,18 @@ pub(super) struct Running {
     firewall_repairs: u64,
     ipvs_repairs: u64,
     last_error: Option<String>,
+    /// The text `cfg` was read from.
+    text: String,
     /// An `apply --confirm` made through the daemon, waiting for `confirm`.
     pending: Option<PendingConfirm>,
 }
 
-/// The config to go back to unless `headnode confirm` arrives by `deadline`.
-struct PendingConfirm {
-    deadline: Instant,
-    previous: Arc<Config>,
+/// The config to go back to unless `headnode confirm` arrives by `deadline`
+/// (also on disk, `confirm::Held`, for a daemon that restarts meanwhile).
+pub(super) struct PendingConfirm {
+    pub(super) deadline: Instant,
+    pub(super) previous: Arc<Config>,
+    pub(super) previous_text: String,
 }
 
 fn select_backend(cfg: &Config) -> (Backend, String) {
@@ -70,7 +75,11 @@ impl Running {
     /// Firewall, then sysctls (forwarding only once the firewall is in
     /// place), then the balancer, then DHCP. A firewall that cannot be put in
     /// place stops the start: DHCP must not answer on an unprotected box.
-    pub(super) async fn start(cfg: Arc<Config>) -> anyhow::Result<Running> {
+    pub(super) async fn start(
+        cfg: Arc<Config>,
+        text: String,
+        pending: Option<PendingConfirm>,
+    ) -> anyhow::Result<Running> {
         let (backend, backend_reason) = blocking(|| select_backend(&cfg));
         info!(backend = ?backend, "{backend_reason}");
         let (health_tx, _) = watch::channel(HealthMap::default());
@@ -91,7 +100,8 @@ impl Running {
             firewall_repairs: 0,
             ipvs_repairs: 0,
             last_error: None,
-            pending: None,
+            text,
+            pending,
         };
         r.ensure_firewall(true)
             .context("cannot put the firewall in place")?;
@@ -339,15 +349,15 @@ impl Running {
     /// whose ruleset nft refuses, changes nothing: the running config and
     /// its firewall stay, and the outcome says why.
     pub(super) async fn reload(&mut self, path: &Path) -> ReloadOutcome {
-        let cfg = match config::load_resolved(path, crate::netinfo::ipv4_of) {
-            Ok(cfg) => Arc::new(cfg),
+        let (cfg, text) = match config::load_resolved_text(path, crate::netinfo::ipv4_of) {
+            Ok((cfg, text)) => (Arc::new(cfg), text),
             Err(e) => {
                 let errors = crate::errors::render(&e);
                 error!("reload rejected, keeping the running config:\n{errors}");
                 return ReloadOutcome::Rejected { errors };
             }
         };
-        let outcome = self.put_in_effect(cfg).await;
+        let outcome = self.put_in_effect(cfg, text).await;
         if outcome == ReloadOutcome::Reloaded {
             info!(config = %path.display(), "reloaded");
         }
@@ -357,7 +367,7 @@ impl Running {
     /// Make `cfg` the running config, the firewall first: when nft refuses
     /// its ruleset (one transaction, so the old table is untouched) the old
     /// config stays in effect everywhere and the outcome says why.
-    async fn put_in_effect(&mut self, cfg: Arc<Config>) -> ReloadOutcome {
+    async fn put_in_effect(&mut self, cfg: Arc<Config>, text: String) -> ReloadOutcome {
         let services_changed = serde_json::to_value(&cfg.balancer.services).ok()
             != serde_json::to_value(&self.cfg.balancer.services).ok();
         let previous = (
@@ -374,6 +384,7 @@ impl Running {
             error!("reload failed, keeping the running config and firewall: {error}");
             return ReloadOutcome::Failed { error };
         }
+        self.text = text;
         if self.backend != previous.1 {
             info!(backend = ?self.backend, "{}", self.backend_reason);
         }
@@ -407,7 +418,7 @@ impl Running {
                 ),
             };
         }
-        let previous = self.cfg.clone();
+        let (previous, previous_text) = (self.cfg.clone(), self.text.clone());
         match self.reload(path).await {
             ReloadOutcome::Reloaded => {}
             ReloadOutcome::Rejected { errors } => return ApplyOutcome::Rejected { errors },
@@ -418,9 +429,16 @@ impl Running {
                 "applied; rolled back in {}s unless `headnode confirm` arrives",
                 d.as_secs()
             );
+            let held = confirm::Held::new(d, previous_text.clone());
+            if let Err(e) = held.save(&crate::paths::state_dir()) {
+                self.note_error(format!(
+                    "cannot record the pending confirm ({e}); a daemon restarted before the deadline will not roll back"
+                ));
+            }
             self.pending = Some(PendingConfirm {
                 deadline: Instant::now() + d,
                 previous,
+                previous_text,
             });
         }
         ApplyOutcome::Applied {
@@ -431,6 +449,7 @@ impl Running {
     pub(super) fn confirm(&mut self) -> ConfirmOutcome {
         match self.pending.take() {
             Some(_) => {
+                confirm::Held::remove(&crate::paths::state_dir());
                 info!("apply confirmed: the new config stays");
                 ConfirmOutcome::Confirmed
             }
@@ -453,9 +472,12 @@ impl Running {
         warn!(
             "no `headnode confirm` in time: rolling back to the config that ran before the apply"
         );
-        if let ReloadOutcome::Failed { error } = self.put_in_effect(p.previous).await {
+        if let ReloadOutcome::Failed { error } =
+            self.put_in_effect(p.previous, p.previous_text).await
+        {
             self.note_error(format!("rollback: {error}"));
         }
+        confirm::Held::remove(&crate::paths::state_dir());
     }
 
     /// Restart the TFTP server when its settings changed (transfers running
