@@ -307,9 +307,12 @@ pub enum ControlError {
         source: std::io::Error,
     },
     #[error(
-        "{peer} speaks control protocol {}, this headnode speaks version {VERSION}: \
+        "{peer} speaks {}, this headnode control protocol version {VERSION}: \
          restart the daemon (`systemctl restart headnode`) so both are the installed version",
-        match .theirs { Some(v) => format!("version {v}"), None => "an older version".into() }
+        match .theirs {
+            Some(v) => format!("control protocol version {v}"),
+            None => "an older control protocol (without versions)".into(),
+        }
     )]
     Version {
         peer: &'static str,
@@ -674,7 +677,7 @@ mod tests {
                 matches!(e, ControlError::Version { theirs: None, .. }),
                 "{old}: {e:?}"
             );
-            assert!(e.to_string().contains("an older version"), "{e}");
+            assert!(e.to_string().contains("an older control protocol"), "{e}");
         }
         let broken = decode::<Request>("{\"version\":1,\"request\":\"dance\"}", "the client");
         assert!(
