@@ -1,20 +1,24 @@
 //! Health checks for the balancer's real servers: tcp connect or HTTP GET
 //! (status code), every `interval`, each with a `timeout`. A server goes
 //! down after `fall` failures in a row and comes back after `rise`
-//! successes; the balancer drains a down server (weight 0).
+//! successes; the balancer drains a down server (weight 0). While none of
+//! a service's reals is up, the first one that passes a check comes back at
+//! once: `rise` guards the other reals' clients against a flapping server,
+//! and when nothing else serves there is nobody to guard.
 //!
 //! [`Tracker`] is the pure rise/fall state machine; [`spawn`] runs one task
 //! per real server and publishes the states on a `watch` channel that the
-//! daemon reconciles from.
+//! daemon reconciles from; [`Checks::check_now`] probes a server at once.
 
 use crate::config::model::{CheckKind, HealthCheck, RealServer, VirtualService};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 /// One real server of one virtual service.
@@ -97,10 +101,13 @@ impl Tracker {
         self.state
     }
 
-    /// Record one probe result; the new state when it changed.
-    pub fn observe(&mut self, ok: bool) -> Option<State> {
+    /// Record one probe result; the new state when it changed. `others_up`
+    /// says whether another real of the same service is up: when none is, a
+    /// down server comes back on its first success.
+    pub fn observe(&mut self, ok: bool, others_up: bool) -> Option<State> {
         let (against, need, flip) = match self.state {
             State::Up => (!ok, self.fall, State::Down),
+            State::Down if !others_up => (ok, 1, State::Up),
             State::Down => (ok, self.rise, State::Up),
         };
         if !against {
@@ -172,12 +179,28 @@ async fn probe_inner(kind: &CheckKind, addr: SocketAddrV4) -> Result<(), String>
 /// Running checks; dropping it stops them.
 pub struct Checks {
     rx: watch::Receiver<HealthMap>,
+    /// Per real server address, the wake-up of each task checking it (one
+    /// per service it serves).
+    now: BTreeMap<Ipv4Addr, Vec<Arc<Notify>>>,
     _tasks: JoinSet<()>,
 }
 
 impl Checks {
     pub fn subscribe(&self) -> watch::Receiver<HealthMap> {
         self.rx.clone()
+    }
+
+    /// Check every real server at `addr` now rather than at its next
+    /// interval (for a node that has just taken its DHCP lease); the next
+    /// periodic check then comes one interval later. Returns how many checks
+    /// were started: 0 when `addr` is no checked real server. A check already
+    /// under way is followed by one more.
+    pub fn check_now(&self, addr: Ipv4Addr) -> usize {
+        let wake = self.now.get(&addr).map_or(&[][..], Vec::as_slice);
+        for n in wake {
+            n.notify_one();
+        }
+        wake.len()
     }
 }
 
@@ -186,32 +209,70 @@ impl Checks {
 pub fn spawn(services: &[VirtualService]) -> Checks {
     let (tx, rx) = watch::channel(HealthMap::default());
     let mut tasks = JoinSet::new();
+    let mut now: BTreeMap<Ipv4Addr, Vec<Arc<Notify>>> = BTreeMap::new();
     for s in services {
         let Some(check) = &s.health else { continue };
-        for r in &s.reals {
-            let target = Target::of(s, r);
-            tasks.spawn(run_one(target, check.clone(), tx.clone()));
+        let service: Arc<[Target]> = s.reals.iter().map(|r| Target::of(s, r)).collect();
+        for (i, r) in s.reals.iter().enumerate() {
+            let wake = Arc::new(Notify::new());
+            now.entry(r.address).or_default().push(wake.clone());
+            let one = One {
+                me: i,
+                service: service.clone(),
+                check: check.clone(),
+                wake,
+            };
+            tasks.spawn(one.run(tx.clone()));
         }
     }
-    Checks { rx, _tasks: tasks }
+    Checks {
+        rx,
+        now,
+        _tasks: tasks,
+    }
 }
 
-async fn run_one(target: Target, check: HealthCheck, tx: watch::Sender<HealthMap>) {
-    let addr = SocketAddrV4::new(target.addr, target.port);
-    let mut tracker = Tracker::new(check.rise, check.fall);
-    let mut tick = tokio::time::interval(check.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let result = probe(&check.kind, addr, check.timeout).await;
-        if let Some(state) = tracker.observe(result.is_ok()) {
-            match &result {
-                Err(why) => {
+/// The check of one real server.
+struct One {
+    /// Its index in `service`, every real of its service.
+    me: usize,
+    service: Arc<[Target]>,
+    check: HealthCheck,
+    wake: Arc<Notify>,
+}
+
+impl One {
+    async fn run(self, tx: watch::Sender<HealthMap>) {
+        let target = &self.service[self.me];
+        let addr = SocketAddrV4::new(target.addr, target.port);
+        let mut tracker = Tracker::new(self.check.rise, self.check.fall);
+        let mut tick = tokio::time::interval(self.check.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.wake.notified() => tick.reset(),
+            }
+            let result = probe(&self.check.kind, addr, self.check.timeout).await;
+            let others_up = {
+                let map = tx.borrow();
+                (self.service.iter().enumerate()).any(|(i, t)| i != self.me && map.is_up(t))
+            };
+            let Some(state) = tracker.observe(result.is_ok(), others_up) else {
+                continue;
+            };
+            match (&result, others_up) {
+                (Err(why), _) => {
                     tracing::info!(service = %target.service, real = %addr, %why, "health: down, draining")
                 }
-                Ok(()) => {
+                (Ok(()), true) => {
                     tracing::info!(service = %target.service, real = %addr, "health: up, restoring")
                 }
+                (Ok(()), false) => tracing::info!(
+                    service = %target.service,
+                    real = %addr,
+                    "health: up, restoring at once (no other real of the service is up)"
+                ),
             }
             tx.send_modify(|m| m.set(target.clone(), state));
         }
@@ -226,24 +287,63 @@ mod tests {
     use tokio::net::TcpListener;
 
     #[test]
-    fn tracker_needs_fall_failures_and_rise_successes_in_a_row() {
+    fn tracker_needs_fall_failures_and_rise_successes_in_a_row_while_others_serve() {
         let mut t = Tracker::new(2, 3);
-        assert_eq!(t.observe(false), None);
-        assert_eq!(t.observe(false), None);
-        assert_eq!(t.observe(true), None, "a success resets the failure streak");
-        assert_eq!(t.observe(false), None);
-        assert_eq!(t.observe(false), None);
-        assert_eq!(t.observe(false), Some(State::Down));
-        assert_eq!(t.observe(false), None);
-        assert_eq!(t.observe(true), None);
+        assert_eq!(t.observe(false, true), None);
+        assert_eq!(t.observe(false, true), None);
         assert_eq!(
-            t.observe(false),
+            t.observe(true, true),
+            None,
+            "a success resets the failure streak"
+        );
+        assert_eq!(t.observe(false, true), None);
+        assert_eq!(t.observe(false, true), None);
+        assert_eq!(t.observe(false, true), Some(State::Down));
+        assert_eq!(t.observe(false, true), None);
+        assert_eq!(t.observe(true, true), None);
+        assert_eq!(
+            t.observe(false, true),
             None,
             "a failure resets the success streak"
         );
-        assert_eq!(t.observe(true), None);
-        assert_eq!(t.observe(true), Some(State::Up));
+        assert_eq!(t.observe(true, true), None);
+        assert_eq!(t.observe(true, true), Some(State::Up));
         assert_eq!(t.state(), State::Up);
+    }
+
+    #[test]
+    fn tracker_restores_at_once_when_no_other_real_is_up() {
+        // (ok, others_up, the new state if it changes)
+        let steps: [(bool, bool, Option<State>); 9] = [
+            (false, false, None),
+            (false, false, None),
+            (false, false, Some(State::Down)),
+            (false, false, None),
+            // The first success while nothing else serves: up at once.
+            (true, false, Some(State::Up)),
+            // Going down still takes `fall` failures, alone or not.
+            (false, false, None),
+            (false, false, None),
+            (false, true, Some(State::Down)),
+            // Others up: a success is one of `rise`.
+            (true, true, None),
+        ];
+        let mut t = Tracker::new(4, 3);
+        for (i, (ok, others_up, want)) in steps.into_iter().enumerate() {
+            assert_eq!(t.observe(ok, others_up), want, "step {i}");
+        }
+        // Another real went down meanwhile: the next success completes it.
+        assert_eq!(t.observe(true, false), Some(State::Up));
+        let mut t = Tracker::new(4, 1);
+        assert_eq!(t.observe(false, true), Some(State::Down));
+        for _ in 0..3 {
+            assert_eq!(t.observe(true, true), None);
+        }
+        assert_eq!(
+            t.observe(true, true),
+            Some(State::Up),
+            "rise = 4 with others up"
+        );
     }
 
     /// A port on loopback with nothing listening.
@@ -322,6 +422,16 @@ mod tests {
     }
 
     fn service(reals: &[SocketAddrV4], kind: CheckKind) -> VirtualService {
+        service_with(reals, kind, Duration::from_millis(50), 2, 2)
+    }
+
+    fn service_with(
+        reals: &[SocketAddrV4],
+        kind: CheckKind,
+        interval: Duration,
+        rise: u32,
+        fall: u32,
+    ) -> VirtualService {
         VirtualService {
             name: "web".into(),
             key: VirtualKey::Fwmark { mark: 1 },
@@ -342,10 +452,10 @@ mod tests {
                 .collect(),
             health: Some(HealthCheck {
                 kind,
-                interval: Duration::from_millis(50),
+                interval,
                 timeout: Duration::from_millis(500),
-                rise: 2,
-                fall: 2,
+                rise,
+                fall,
             }),
             sorry_server: None,
             origin: Origin {
@@ -381,6 +491,87 @@ mod tests {
         tokio::time::timeout(T, rx.wait_for(|m| m.is_up(&dead_t)))
             .await
             .expect("restored after rise successes")
+            .unwrap();
+        drop(checks);
+    }
+
+    /// A tcp listener on `addr` that accepts and closes, until dropped.
+    async fn listen(addr: SocketAddrV4) -> tokio::task::JoinHandle<()> {
+        let l = TcpListener::bind(SocketAddr::V4(addr)).await.unwrap();
+        tokio::spawn(async move { while l.accept().await.is_ok() {} })
+    }
+
+    #[tokio::test]
+    async fn the_first_real_back_while_all_are_down_is_restored_after_one_check() {
+        let (a, b) = (closed_port().await, closed_port().await);
+        // rise x interval is 5 s; the test allows 2.
+        let s = service_with(&[a, b], CheckKind::Tcp, Duration::from_millis(100), 50, 1);
+        let checks = spawn(std::slice::from_ref(&s));
+        let mut rx = checks.subscribe();
+        let (ta, tb) = (Target::of(&s, &s.reals[0]), Target::of(&s, &s.reals[1]));
+        tokio::time::timeout(T, rx.wait_for(|m| !m.is_up(&ta) && !m.is_up(&tb)))
+            .await
+            .expect("both down after one failed check each")
+            .unwrap();
+        let _a = listen(a).await;
+        tokio::time::timeout(T, rx.wait_for(|m| m.is_up(&ta)))
+            .await
+            .expect("the first back is up well before rise x interval")
+            .unwrap();
+        // With `a` serving, `b` coming back waits its rise successes.
+        let _b = listen(b).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(!rx.borrow().is_up(&tb), "b waits rise x interval");
+        drop(checks);
+    }
+
+    #[tokio::test]
+    async fn check_now_probes_at_once_and_rise_still_counts_with_others_up() {
+        let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let SocketAddr::V4(up) = live.local_addr().unwrap() else {
+            unreachable!()
+        };
+        // A second loopback address, so check_now picks one real by address.
+        let dead = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 2), closed_port().await.port());
+        let hour = Duration::from_secs(3600);
+        let s = service_with(&[up, dead], CheckKind::Tcp, hour, 2, 1);
+        let checks = spawn(std::slice::from_ref(&s));
+        let mut rx = checks.subscribe();
+        let t = Target::of(&s, &s.reals[1]);
+        // The first check runs at start; the next periodic one is an hour away.
+        tokio::time::timeout(T, rx.wait_for(|m| !m.is_up(&t)))
+            .await
+            .expect("down after its first check")
+            .unwrap();
+        let _l = listen(dead).await;
+        assert_eq!(checks.check_now(*dead.ip()), 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!rx.borrow().is_up(&t), "one success of rise = 2");
+        assert_eq!(checks.check_now(*dead.ip()), 1);
+        tokio::time::timeout(T, rx.wait_for(|m| m.is_up(&t)))
+            .await
+            .expect("the second check at once completes rise")
+            .unwrap();
+        assert_eq!(checks.check_now(Ipv4Addr::new(192, 0, 2, 1)), 0);
+        drop(checks);
+    }
+
+    #[tokio::test]
+    async fn check_now_alone_restores_a_service_with_every_real_down() {
+        let dead = closed_port().await;
+        let s = service_with(&[dead], CheckKind::Tcp, Duration::from_secs(3600), 3, 1);
+        let checks = spawn(std::slice::from_ref(&s));
+        let mut rx = checks.subscribe();
+        let t = Target::of(&s, &s.reals[0]);
+        tokio::time::timeout(T, rx.wait_for(|m| !m.is_up(&t)))
+            .await
+            .expect("down after its first check")
+            .unwrap();
+        let _l = listen(dead).await;
+        assert_eq!(checks.check_now(*dead.ip()), 1);
+        tokio::time::timeout(T, rx.wait_for(|m| m.is_up(&t)))
+            .await
+            .expect("restored by the one check it was asked for")
             .unwrap();
         drop(checks);
     }

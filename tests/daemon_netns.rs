@@ -811,3 +811,105 @@ fn a_confirm_window_survives_a_daemon_restart() {
     let t = table(&lab);
     assert!(t.contains("2222") && !t.contains("6666"), "{t}");
 }
+
+/// One connection attempt from the net host to the public address: curl's
+/// exit code (0 served, 7 refused, 28 timed out), body and how long it took.
+fn attempt(lab: &Lab, port: u16) -> (i32, String, Duration) {
+    let url = format!("http://203.0.113.210:{port}/");
+    let started = std::time::Instant::now();
+    let out = lab.net.run(&["curl", "-s", "-m", "3", &url]);
+    let body = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.code().unwrap_or(-1), body, started.elapsed())
+}
+
+#[test]
+fn all_reals_down_refuses_at_once_and_the_first_back_serves_after_one_check() {
+    let t = "all reals down";
+    if !can_netns(t) || !have(t, "curl") || !have(t, "busybox") || !have(t, "nft") {
+        return;
+    }
+    let mut lab = Lab::new("ipfb", &["00:12:34:56:78:91", "00:12:34:56:78:92"]);
+    for (i, n) in lab.nodes.iter().enumerate() {
+        let addr = format!("192.168.1.{}/24", 101 + i);
+        n.ok(&["ip", "addr", "add", &addr, "dev", "eth0"]);
+        n.ok(&["ip", "route", "add", "default", "via", "192.168.1.254"]);
+    }
+    // rise x interval = 10 s: a real coming back while the other serves waits that long.
+    write_config(
+        &lab,
+        r#"
+enabled = false
+
+[[host]]
+name = "node1"
+mac = "00:12:34:56:78:91"
+address = "192.168.1.101"
+
+[[host]]
+name = "node2"
+mac = "00:12:34:56:78:92"
+address = "192.168.1.102"
+
+[[service]]
+name = "web"
+port = 8000
+real = ["node1:8000", "node2:8000"]
+health = { check = "tcp", interval = "500ms", timeout = "200ms", rise = 20, fall = 1 }
+
+[balancer]
+backend = "nftables"
+"#,
+    );
+    let dir = lab.dir.clone();
+    let mut nodes = std::mem::take(&mut lab.nodes);
+    serve(&mut nodes[0], &dir, "NODE1", 8000);
+    serve(&mut nodes[1], &dir, "NODE2", 8000);
+    lab.nodes = nodes;
+    lab.start_daemon();
+    let served = wait_for(Duration::from_secs(5), || {
+        lab.get(8000).starts_with("NODE").then_some(())
+    });
+    assert!(served.is_some(), "not served:\n{}", lab.log());
+
+    // Both nodes drop off the LAN: their packets go nowhere, so a refusal
+    // can only come from the balancer.
+    for n in &lab.nodes {
+        n.ok(&["ip", "link", "set", "eth0", "down"]);
+    }
+    let refused = wait_for(Duration::from_secs(10), || {
+        (attempt(&lab, 8000).0 == 7).then_some(())
+    });
+    assert!(refused.is_some(), "never refused:\n{}", lab.log());
+    for _ in 0..3 {
+        let (code, _, took) = attempt(&lab, 8000);
+        assert_eq!(code, 7, "refused while all are down:\n{}", lab.log());
+        assert!(
+            took < Duration::from_secs(1),
+            "refused at once, took {took:?}"
+        );
+    }
+
+    // node1 comes back: served after its first passing check, not rise x interval.
+    let back = std::time::Instant::now();
+    lab.nodes[0].ok(&["ip", "link", "set", "eth0", "up"]);
+    let first = wait_for(Duration::from_secs(12), || {
+        let (code, body, _) = attempt(&lab, 8000);
+        (code == 0).then_some(body)
+    });
+    let took = back.elapsed();
+    assert_eq!(first.as_deref(), Some("NODE1"), "{}", lab.log());
+    assert!(
+        took < Duration::from_secs(4),
+        "the first real back took {took:?} (rise x interval is 10 s):\n{}",
+        lab.log()
+    );
+    assert!(lab.log().contains("restoring at once"), "{}", lab.log());
+
+    // node2 comes back while node1 serves: rise applies, so it gets no
+    // new connections for a while.
+    lab.nodes[1].ok(&["ip", "link", "set", "eth0", "up"]);
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        assert_eq!(lab.get(8000), "NODE1", "node2 before rise:\n{}", lab.log());
+    }
+}

@@ -183,6 +183,32 @@ for i in 1 2 3 4 5 6; do seq6="$seq6 $(get)"; done
 echo "six requests:$seq6"
 check "requests alternate again once node2 is back" alternates
 
+# --- all reals down ---------------------------------------------------------
+# Both nodes drop off the LAN (packets to them go nowhere, so a refusal can
+# only come from IPVS): new connections are refused at once, and the first
+# node back is restored after one passing check, not rise x interval.
+link() { # link NODE up|down (a downed link loses the default route)
+    in_ns node$1 ip link set eth0 $2
+    [ $2 = down ] || in_ns node$1 ip route replace default via 192.168.1.254
+}
+link 1 down; link 2 down
+ms1=$(wait_weight 192.168.1.101 0 15000); ms2=$(wait_weight 192.168.1.102 0 15000)
+check "both nodes off the LAN: both drained ($ms1 ms, $ms2 ms)" [ "$ms1" -ge 0 -a "$ms2" -ge 0 ]
+t0=$(now_ms)
+in_ns net timeout 5 nc $PUBLIC 8000 </dev/null >/dev/null 2>&1; rc=$?
+ms=$(($(now_ms) - t0))
+echo "connection attempt with every real down: exit $rc after $ms ms"
+check "with every real down a new connection is refused at once ($ms ms)" [ $rc -ne 0 -a $rc -ne 124 -a $ms -lt 3000 ]
+link 1 up
+ms=$(wait_weight 192.168.1.101 1 15000)
+echo "node1, the first back, restored after $ms ms"
+check "the first node back is restored after one check ($ms ms)" grep -q 'restoring at once' /run/daemon.log
+check "the first node back serves" [ "$(get)" = NODE1 ]
+check "node2, still off the LAN, stays drained" [ "$(weight_of 192.168.1.102)" = 0 ]
+link 2 up
+ms=$(wait_weight 192.168.1.102 1 15000)
+check "node2 back while node1 serves is restored after rise checks ($ms ms)" [ "$ms" -ge 0 ]
+
 # --- the rest of the origin scenario: DHCP, masquerade, a closed port -------
 # node1 gives up its address and asks the running daemon for its reservation.
 in_ns node1 ip addr flush dev eth0
