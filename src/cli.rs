@@ -12,7 +12,8 @@ use std::path::PathBuf;
     long_about = "headnode replaces ISC dhcpd, shorewall, sysctl.conf and ipvsadm for the head \
 node of a small cluster: DHCP on the private LAN, an nftables firewall with masquerade, \
 forwarding, and load balancing with kernel IPVS (or nftables), all from one TOML file.\n\n\
-Exit codes: 0 success, 1 invalid input (config, arguments), 2 runtime failure."
+Exit codes: 0 success, 1 invalid input (config, arguments), 2 runtime failure; \
+`status` has its own (`headnode status --help`)."
 )]
 pub struct Cli {
     /// Config file.
@@ -33,17 +34,17 @@ pub enum Command {
     Check(CheckArgs),
     /// Show what apply would change (ruleset, sysctls, balancer), changing nothing.
     Plan(PlanArgs),
-    /// Apply sysctls, firewall and balancer once.
+    /// Apply sysctls, firewall and balancer once (the daemon does it when it runs).
     Apply(ApplyArgs),
     /// Keep the ruleset applied with `apply --confirm`.
     Confirm,
-    /// Remove headnode's firewall table and the IPVS services it created.
+    /// Remove headnode's firewall table and the IPVS services it created (stop the daemon first).
     Clear,
     /// Run the daemon: apply, serve DHCP, check health, reconcile drift.
     Run,
     /// Serve DHCP only.
     Dhcp,
-    /// Ask the running daemon to re-read its config.
+    /// Ask the running daemon to re-read its config; exit 1 if it is invalid, 2 if it could not be put in place.
     Reload,
     /// Show what is live: interfaces, firewall, balancer, leases.
     #[command(after_help = crate::commands::STATUS_EXIT_CODES)]
