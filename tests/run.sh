@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every headnode test: unit, golden files, CLI, and (as root) the
 # network-namespace integration tests, the .deb in a fresh Debian 12 root,
-# and IPVS on a real IPVS kernel in a VM. Sets up its own dependencies.
+# IPVS on a real IPVS kernel in a VM, and a VM that network-boots from
+# headnode. Sets up its own dependencies.
 # Every part runs even when an earlier one failed; the exit status says
 # whether all passed.
 set -uo pipefail
@@ -18,6 +19,8 @@ if [[ $(id -u) -eq 0 ]]; then
     bash tests/deb.sh || failed+=("tests/deb.sh")
     # The build hosts have no ip_vs, so boot a kernel that has it.
     bash tests/vm/run.sh origin || failed+=("tests/vm/run.sh")
+    # A disk-less guest network-boots from `headnode run` (DHCP, iPXE, TFTP).
+    bash tests/vm/pxe.sh || failed+=("tests/vm/pxe.sh")
 fi
 if ((${#failed[@]})); then
     echo "tests/run.sh: FAILED: ${failed[*]}"
