@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A scripted DHCP client that speaks as a relay agent on the LAN (giaddr set,
 replies come back to our port 67), so tests can drive exact exchanges without
-raw sockets. Used by tests/dhcp_pool.rs inside a network namespace.
+raw sockets. Used by tests/it/dhcp_pool.rs inside a network namespace.
 
 usage: relay_client.py SERVER RELAY_IP COMMAND ...
   dora MAC [renew]    DISCOVER/OFFER/REQUEST/ACK (then a renewal); prints

@@ -2,7 +2,7 @@
 //! and addresses; init reads them over rtnetlink and writes a config that
 //! `headnode check` accepts.
 
-mod common;
+use super::common;
 
 use common::{Netns, head_and_peer, headnode, veth};
 use headnode::config::model::{Action, Proto, Zone};

@@ -3,7 +3,7 @@
 //! 203.0.113.210, private eth0 192.168.1.254), and node1/node2 on a LAN
 //! bridge serving NODE1/NODE2 on :8000.
 
-mod common;
+use super::common;
 
 use common::{Netns, veth};
 use headnode::config;

@@ -3,7 +3,7 @@
 //! side `wan0` holding the default route, a config and `headnode dhcp`.
 #![allow(dead_code)]
 
-use crate::common::{Netns, headnode, veth, wait_for};
+use super::common::{Netns, headnode, veth, wait_for};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -166,7 +166,7 @@ impl Lan {
 
     /// Run the relay client; its stdout.
     pub fn py(&self, relay: &Netns, args: &[&str]) -> String {
-        let script = crate::common::root().join("tests/dhcp/relay_client.py");
+        let script = super::common::root().join("tests/dhcp/relay_client.py");
         let mut argv = vec![
             "python3",
             script.to_str().expect("utf-8 path"),

@@ -5,7 +5,7 @@
 //! symlinks and device files, writes, huge values and floods of options,
 //! vanishes mid-transfer, and opens 500 transfers at once.
 
-mod common;
+use super::common;
 
 use common::{Netns, can_netns, have, headnode, veth, wait_for};
 use std::net::{SocketAddr, UdpSocket};

@@ -2,12 +2,10 @@
 //! dhcpcd), each in its own namespace on its own veth, checked from the
 //! client side. Root only; each test builds its own namespaces.
 
-mod common;
-#[path = "dhcp/lan.rs"]
-mod lan;
+use super::common;
 
+use super::dhcp_lan::*;
 use common::{Netns, can_netns, have, headnode, wait_for};
-use lan::*;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;

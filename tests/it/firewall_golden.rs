@@ -1,9 +1,9 @@
 //! Golden files for the rendered firewall ruleset (nftables JSON). Any
-//! difference fails; `HEADNODE_BLESS=1 cargo test --test firewall_golden`
+//! difference fails; `HEADNODE_BLESS=1 cargo test --test tests firewall_golden::`
 //! rewrites them after a deliberate change. As root with nft installed, each
 //! ruleset is also checked by `nft -c` inside a scratch network namespace.
 
-mod common;
+use super::common;
 
 use headnode::config;
 use headnode::firewall::{self, NftBalancer, RealBackend};

@@ -4,7 +4,7 @@
 //! codes, `reload` when nft refuses the new ruleset, and health-driven
 //! balancing with the nftables backend (this host kernel has no IPVS).
 
-mod common;
+use super::common;
 
 use common::{Netns, can_netns, have, headnode, veth, wait_for};
 use std::path::{Path, PathBuf};

@@ -2,12 +2,10 @@
 //! (tests/dhcp/relay_client.py) for exact exchanges: restart and `kill -9`
 //! keep every acknowledged lease, RELEASE frees, NAK, INFORM, reload.
 
-mod common;
-#[path = "dhcp/lan.rs"]
-mod lan;
+use super::common;
 
+use super::dhcp_lan::*;
 use common::{can_netns, have, wait_for};
-use lan::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! under `fixtures/invalid/` fails with exactly the message stored beside it
 //! (`NAME.err`). Re-bless after an intended change with `HEADNODE_BLESS=1`.
 
-mod common;
+use super::common;
 
 use std::process::Command;
 

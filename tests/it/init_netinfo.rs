@@ -2,7 +2,7 @@
 //! primary and secondary addresses, and which default route wins (metric,
 //! other tables, multipath), compared with what `ip` reports.
 
-mod common;
+use super::common;
 
 use common::{Netns, head_and_peer};
 use headnode::netinfo::{self, Snapshot};

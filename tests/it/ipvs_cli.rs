@@ -1,7 +1,7 @@
 //! The IPVS side of `headnode plan` and `headnode apply` on this host. The
 //! build machines' kernel has no ip_vs, so this checks the "no IPVS" path;
 //! the full reconcile runs on a real IPVS kernel in the VM (tests/vm/run.sh).
-mod common;
+use super::common;
 
 use common::Netns;
 

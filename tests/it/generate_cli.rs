@@ -1,7 +1,7 @@
 //! `headnode generate`: the man pages and completions the .deb ships are
 //! rendered from the clap definition, one page per visible subcommand.
 
-mod common;
+use super::common;
 
 use clap::CommandFactory;
 use headnode::cli::Cli;

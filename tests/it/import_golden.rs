@@ -1,7 +1,7 @@
 //! `headnode import` against fixtures: every `fixtures/import/<case>/` holds
 //! legacy files under their usual names (interfaces, dhcpd.conf, hosts,
 //! shorewall/, ipvsadm, sysctl.conf) and the expected config and report. Re-bless with
-//! `HEADNODE_BLESS=1 cargo test --test import_golden`.
+//! `HEADNODE_BLESS=1 cargo test --test tests import_golden::`.
 
 use headnode::config::{self, Config};
 use headnode::import::{Inputs, import};
