@@ -14,8 +14,10 @@
 use crate::config::model::{Backend, Method};
 use crate::dhcp::LeaseView;
 use crate::dhcp::limits::CountersView;
+use crate::firewall::fallback::Source;
 use crate::health::HealthMap;
 use crate::tftp::TftpStatus;
+use ipnet::Ipv4Net;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -127,6 +129,8 @@ pub enum ConfirmOutcome {
 pub struct DaemonStatus {
     pub daemon: DaemonInfo,
     pub firewall: FirewallStatus,
+    /// Sysctls the daemon could not set (tried again at every reconcile).
+    pub sysctl_problems: Vec<String>,
     pub balancer: BalancerStatus,
     pub dhcp: DhcpStatus,
     /// `None` when `[tftp]` is off (or its server failed to restart).
@@ -147,6 +151,10 @@ pub struct DaemonInfo {
 pub struct FirewallStatus {
     #[serde(flatten)]
     pub state: FirewallState,
+    /// Which firewall is loaded: the config's, or a fallback and why.
+    pub source: Source,
+    /// The public address the ruleset uses; `None` while `"auto"` has none.
+    pub public_address: Option<Ipv4Net>,
     pub drift_repairs: u64,
 }
 
@@ -169,6 +177,10 @@ pub enum FirewallState {
     Unknown {
         error: String,
     },
+    /// The config's ruleset could not be loaded: a fallback is (`loaded`).
+    Fallback {
+        loaded: String,
+    },
 }
 
 impl FirewallState {
@@ -189,6 +201,9 @@ impl fmt::Display for FirewallState {
                 write!(f, "not in sync: {reason} (loaded at the next reconcile)")
             }
             FirewallState::Unknown { error } => write!(f, "unknown: {error}"),
+            FirewallState::Fallback { loaded } => {
+                write!(f, "fallback: {loaded} (the config's is tried again)")
+            }
         }
     }
 }
@@ -535,8 +550,11 @@ mod tests {
                 state: FirewallState::NotInSync {
                     reason: "the config changed".into(),
                 },
+                source: Source::LastApplied("nft refused the ruleset".into()),
+                public_address: Some("203.0.113.210/24".parse().unwrap()),
                 drift_repairs: 2,
             },
+            sysctl_problems: vec!["cannot write sysctl net.ipv4.conf.bond0.rp_filter".into()],
             balancer: BalancerStatus {
                 backend: Backend::Ipvs,
                 reason: "the kernel has IPVS".into(),

@@ -10,10 +10,12 @@ use crate::control::{
     self, DaemonInfo, DaemonStatus, DhcpStatus, FirewallState, IpvsState, ServiceStatus,
 };
 use crate::dhcp::LeaseView;
+use crate::firewall::fallback::Source;
 use crate::firewall::nft::{Nft, RuleCounter};
 use crate::netinfo::{self, IfaceView};
 use crate::tftp::TftpStatus;
 use crate::{ipvs, paths, plan};
+use ipnet::Ipv4Net;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -60,6 +62,8 @@ struct Report {
     dhcp: Option<DhcpStatus>,
     tftp: Option<TftpStatus>,
     leases: Vec<LeaseView>,
+    /// Sysctls the daemon could not set; empty without a daemon.
+    sysctl_problems: Vec<String>,
     config_error: Option<String>,
 }
 
@@ -99,6 +103,10 @@ struct FirewallView {
     /// What the daemon found; `None` without a daemon.
     #[serde(flatten)]
     state: Option<FirewallState>,
+    /// Which firewall is loaded (the config's, or a fallback and why).
+    source: Option<Source>,
+    /// The public address the ruleset uses; `None` while `"auto"` has none.
+    public_address: Option<Ipv4Net>,
     drift_repairs: Option<u64>,
     rules: Rules,
 }
@@ -234,7 +242,7 @@ fn observe(daemon: Option<DaemonStatus>, cfg: &anyhow::Result<Config>) -> Observ
             error: e.to_string(),
         },
     };
-    let (info, firewall, balancer, dhcp, tftp, leases) = match daemon {
+    let (info, firewall, balancer, dhcp, tftp, leases, sysctl_problems) = match daemon {
         Some(d) => (
             Some(d.daemon),
             Some(d.firewall),
@@ -242,11 +250,14 @@ fn observe(daemon: Option<DaemonStatus>, cfg: &anyhow::Result<Config>) -> Observ
             Some(d.dhcp),
             d.tftp,
             d.leases,
+            d.sysctl_problems,
         ),
-        None => (None, None, None, None, None, Vec::new()),
+        None => (None, None, None, None, None, Vec::new(), Vec::new()),
     };
     let firewall = FirewallView {
         state: firewall.as_ref().map(|f| f.state.clone()),
+        source: firewall.as_ref().map(|f| f.source.clone()),
+        public_address: firewall.as_ref().and_then(|f| f.public_address),
         drift_repairs: firewall.map(|f| f.drift_repairs),
         rules,
     };
@@ -306,6 +317,7 @@ fn observe(daemon: Option<DaemonStatus>, cfg: &anyhow::Result<Config>) -> Observ
         dhcp,
         tftp,
         leases,
+        sysctl_problems,
         config_error: cfg.as_ref().err().map(crate::errors::render),
     };
     json.exit = verdict(&json);
@@ -369,6 +381,9 @@ fn render(s: &Report, ipvs_text: Option<&str>) -> String {
         None => {
             let _ = writeln!(o, "daemon: not running (state read from the kernel)");
         }
+    }
+    for p in &s.sysctl_problems {
+        let _ = writeln!(o, "  sysctl not set: {p}");
     }
     if let Some(e) = &s.config_error {
         let _ = writeln!(o, "config: invalid\n{e}");
@@ -572,6 +587,8 @@ mod tests {
             },
             firewall: FirewallView {
                 state: Some(FirewallState::InSync),
+                source: Some(Source::Config),
+                public_address: None,
                 drift_repairs: Some(0),
                 rules: Rules::Counted(Vec::new()),
             },
@@ -598,6 +615,7 @@ mod tests {
             dhcp: None,
             tftp: None,
             leases: Vec::new(),
+            sysctl_problems: Vec::new(),
             config_error: None,
         }
     }

@@ -79,11 +79,17 @@ pub enum LoadError {
 
 /// Read and validate the config at `path`.
 pub fn load(path: &Path) -> Result<Config, LoadError> {
+    load_text(path).map(|(cfg, _)| cfg)
+}
+
+/// `load`, with the text it read (the daemon keeps it to go back to).
+pub fn load_text(path: &Path) -> Result<(Config, String), LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_owned(),
         source,
     })?;
-    Ok(parse(&text, path)?)
+    let cfg = parse(&text, path)?;
+    Ok((cfg, text))
 }
 
 /// The public address is `"auto"` and its interface has none (yet).

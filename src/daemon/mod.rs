@@ -8,11 +8,17 @@
 //! leaves the firewall in place: a stopped daemon must not open the box.
 
 pub mod confirm;
+mod heartbeat;
 pub mod notify;
 mod running;
 
-use crate::config;
-use crate::control::{self, Answer, ApplyOutcome, Request};
+use crate::config::model::Backend;
+use crate::config::{self, Config};
+use crate::control::{
+    self, Answer, ApplyOutcome, BalancerStatus, ConfirmOutcome, DaemonInfo, DaemonStatus,
+    DhcpStatus, FirewallState, FirewallStatus, ReloadOutcome, Request,
+};
+use crate::firewall::fallback::Source;
 use crate::health::HealthMap;
 use crate::paths;
 use running::{PendingConfirm, Running};
@@ -55,29 +61,53 @@ struct ControlMsg {
 }
 
 pub async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let (cfg, text) = config::load_resolved_text(&path, crate::netinfo::ipv4_of)?;
-    let (cfg, text, pending) = held_at_start(&path, cfg, text);
+    // Signals from the first instant: a SIGTERM or SIGHUP during start-up is
+    // handled, not fatal.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let started = Instant::now();
+    heartbeat::beat();
     // Bind the control socket first: a second daemon stops here, before it
     // touches the firewall the first one manages.
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlMsg>(16);
     let socket = bind_control()?;
     tokio::spawn(serve_control(socket, ctl_tx));
+    spawn_watchdog();
 
-    let mut state = Running::start(Arc::new(cfg), text, pending).await?;
+    // The firewall comes first: the config's, or until the config loads,
+    // the fallback (last applied, else the built-in minimal table).
+    let (base, text) = match config::load_text(&path) {
+        Ok((cfg, text)) => (cfg, text),
+        Err(e) => {
+            let mut waiting = Waiting {
+                path: &path,
+                started,
+                hup: &mut hup,
+                term: &mut term,
+                int: &mut int,
+                ctl: &mut ctl_rx,
+            };
+            match waiting.for_config(e).await? {
+                Some(loaded) => loaded,
+                None => return Ok(()),
+            }
+        }
+    };
+    let (base, text, pending) = held_at_start(&path, base, text);
+    let mut state = Running::start(Arc::new(base), text, pending).await?;
     let mut health = state.health_updates();
     notify::notify("READY=1");
     tracing::info!(config = %path.display(), "ready");
 
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut reconcile = tokio::time::interval(reconcile_interval());
     reconcile.tick().await;
-    let mut watchdog =
-        tokio::time::interval(notify::watchdog_interval().unwrap_or(Duration::from_secs(3600)));
+    // An "auto" public address is followed within a second.
+    let mut address = tokio::time::interval(Duration::from_secs(1));
+    address.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let confirm_deadline = state.confirm_deadline();
+        heartbeat::beat();
         tokio::select! {
             _ = hup.recv() => {
                 state.reload(&path).await;
@@ -85,11 +115,11 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = reconcile.tick() => state.reconcile().await,
+            _ = address.tick() => state.follow_public_address().await,
             Ok(()) = health.changed() => {
                 let map = health.borrow_and_update().clone();
                 state.health_changed(map).await;
             }
-            _ = watchdog.tick() => notify::notify("WATCHDOG=1"),
             ended = state.dhcp_end() => state.dhcp_ended(ended),
             () = until(confirm_deadline) => state.roll_back().await,
             Some(msg) = ctl_rx.recv() => {
@@ -134,7 +164,7 @@ fn held_at_start(
     let Some(held) = confirm::Held::load(&dir) else {
         return (cfg, text, None);
     };
-    let previous = match config::parse_resolved(&held.previous, path, crate::netinfo::ipv4_of) {
+    let previous = match config::parse(&held.previous, path) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(
@@ -181,6 +211,187 @@ async fn until(deadline: Option<Instant>) {
 fn same_file(a: &Path, b: &Path) -> bool {
     let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     real(a) == real(b)
+}
+
+/// Ping systemd's watchdog while the main loop's heartbeat is recent. Any
+/// one blocking call has a deadline of at most 20 s, so a beat older than
+/// `STUCK` means the loop itself is stuck; then the pings stop and systemd
+/// restarts the daemon.
+fn spawn_watchdog() {
+    const STUCK: Duration = Duration::from_secs(25);
+    let Some(every) = notify::watchdog_interval() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let age = heartbeat::age();
+            if age < STUCK {
+                notify::notify("WATCHDOG=1");
+            } else {
+                tracing::error!(
+                    "main loop has not moved for {} s; no watchdog ping",
+                    age.as_secs()
+                );
+            }
+        }
+    });
+}
+
+/// The daemon before it has a config that loads: the fallback firewall is
+/// in place, the config is read again every 2 s, on SIGHUP and on `reload`,
+/// and `status` says why.
+struct Waiting<'a> {
+    path: &'a std::path::Path,
+    started: Instant,
+    hup: &'a mut tokio::signal::unix::Signal,
+    term: &'a mut tokio::signal::unix::Signal,
+    int: &'a mut tokio::signal::unix::Signal,
+    ctl: &'a mut mpsc::Receiver<ControlMsg>,
+}
+
+impl Waiting<'_> {
+    /// The config once it loads; `None` when stopped first.
+    async fn for_config(
+        &mut self,
+        first: config::LoadError,
+    ) -> anyhow::Result<Option<(Config, String)>> {
+        let mut why = one_line(first);
+        let nft = crate::firewall::nft::Nft::from_env();
+        let dir = paths::state_dir();
+        let reason = format!("the config does not load: {why}");
+        let source = tokio::task::block_in_place(|| {
+            crate::firewall::fallback::put_in_place(&nft, &dir, &reason)
+        })
+        .map_err(|e| anyhow::anyhow!("{reason}; and no fallback firewall could be loaded: {e}"))?;
+        notify::notify("READY=1");
+        notify::notify(&format!(
+            "STATUS=waiting for a valid config; firewall: {}",
+            source.describe()
+        ));
+        let mut retry = tokio::time::interval(Duration::from_secs(2));
+        retry.tick().await;
+        loop {
+            heartbeat::beat();
+            let attempt = tokio::select! {
+                _ = retry.tick() => true,
+                _ = self.hup.recv() => true,
+                _ = self.term.recv() => return Ok(None),
+                _ = self.int.recv() => return Ok(None),
+                Some(msg) = self.ctl.recv() => {
+                    let answer = match msg.req {
+                        Request::Reload => match config::load_text(self.path) {
+                            Ok(loaded) => {
+                                let _ = msg.reply.send(Answer::Reload(ReloadOutcome::Reloaded));
+                                tracing::info!(config = %self.path.display(), "the config loads now; starting");
+                                return Ok(Some(loaded));
+                            }
+                            Err(e) => Answer::Reload(ReloadOutcome::Rejected {
+                                errors: crate::errors::render(&e.into()),
+                            }),
+                        },
+                        // The config must load before anything can be held for a confirm.
+                        Request::Apply { confirm_s: Some(_), .. } => Answer::Apply(ApplyOutcome::Refused {
+                            why: "the daemon waits for a config that loads and runs the fallback firewall; \
+                                  apply without --confirm (or `headnode reload`) once the config is fixed"
+                                .into(),
+                        }),
+                        Request::Apply { config, .. } if !same_file(&config, self.path) => {
+                            Answer::Apply(ApplyOutcome::Refused {
+                                why: format!(
+                                    "the daemon runs {}; apply that file, or stop the daemon",
+                                    self.path.display()
+                                ),
+                            })
+                        }
+                        Request::Apply { confirm_s: None, .. } => match config::load_text(self.path) {
+                            Ok(loaded) => {
+                                let _ = msg.reply.send(Answer::Apply(ApplyOutcome::Applied {
+                                    confirm_within_s: None,
+                                }));
+                                tracing::info!(config = %self.path.display(), "the config loads now; starting");
+                                return Ok(Some(loaded));
+                            }
+                            Err(e) => Answer::Apply(ApplyOutcome::Rejected {
+                                errors: crate::errors::render(&e.into()),
+                            }),
+                        },
+                        Request::Confirm => Answer::Confirm(ConfirmOutcome::NothingPending),
+                        Request::Status => Answer::Status(Box::new(self.status(&why, &source))),
+                        Request::Leases => Answer::Leases { leases: Vec::new() },
+                        Request::Health => Answer::Health { health: HealthMap::default() },
+                    };
+                    let _ = msg.reply.send(answer);
+                    false
+                }
+            };
+            if !attempt {
+                continue;
+            }
+            match config::load_text(self.path) {
+                Ok(loaded) => {
+                    tracing::info!(config = %self.path.display(), "the config loads now; starting");
+                    return Ok(Some(loaded));
+                }
+                Err(e) => {
+                    let now = one_line(e);
+                    if now != why {
+                        tracing::error!("the config still does not load: {now}");
+                        why = now;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Waiting<'_> {
+    fn status(&self, why: &str, source: &Source) -> DaemonStatus {
+        DaemonStatus {
+            daemon: DaemonInfo {
+                pid: std::process::id(),
+                uptime_s: self.started.elapsed().as_secs(),
+                config: self.path.to_owned(),
+                reconcile_interval_s: reconcile_interval().as_secs_f64(),
+                last_error: Some(format!("the config does not load: {why}")),
+            },
+            firewall: FirewallStatus {
+                state: FirewallState::Fallback {
+                    loaded: source.describe(),
+                },
+                source: source.clone(),
+                public_address: None,
+                drift_repairs: 0,
+            },
+            sysctl_problems: Vec::new(),
+            balancer: BalancerStatus {
+                backend: Backend::Auto,
+                reason: "no config loaded yet".into(),
+                drift_repairs: 0,
+                ipvs: None,
+                services: Vec::new(),
+            },
+            dhcp: DhcpStatus {
+                enabled: false,
+                server: None,
+                restarts: 0,
+            },
+            tftp: None,
+            leases: Vec::new(),
+        }
+    }
+}
+
+/// A load error in one line for status and the journal (`headnode check`
+/// shows every diagnostic).
+fn one_line(e: config::LoadError) -> String {
+    crate::errors::render(&e.into())
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 fn bind_control() -> anyhow::Result<UnixListener> {

@@ -12,7 +12,7 @@ use crate::control::{
 use crate::dhcp::{self, DhcpError, LeaseView};
 use crate::firewall::applied::{Applied, Comparison};
 use crate::firewall::nft::{Nft, NftError};
-use crate::firewall::{self, NftBalancer, rollback};
+use crate::firewall::{NftBalancer, fallback, rollback};
 use crate::health::{self, HealthMap};
 use crate::ipvs;
 use crate::plan::live::IpvsLive;
@@ -28,7 +28,14 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 pub(super) struct Running {
+    /// The config as loaded: with `address = "auto"` its public address is unset.
+    base: Arc<Config>,
+    /// `base` with the public address read from the interface (when it has one).
     cfg: Arc<Config>,
+    /// Which firewall is loaded: the config's, or a fallback and why.
+    firewall_source: fallback::Source,
+    /// Sysctls that could not be set (retried at every reconcile).
+    sysctl_problems: Vec<String>,
     nft: Nft,
     sysctls: Sysctls,
     backend: Backend,
@@ -66,25 +73,69 @@ fn select_backend(cfg: &Config) -> (Backend, String) {
     plan::select_backend(cfg.balancer.backend, &plan::live::ipvs_for(cfg))
 }
 
-/// Run blocking work (nft processes, netlink) without stalling DHCP.
+/// Run blocking work (nft processes, netlink) without stalling DHCP. Each
+/// such call has its own deadline below the watchdog's (nft 20 s, IPVS
+/// netlink 20 s); the heartbeat tells the watchdog the loop is still moving.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
+    super::heartbeat::beat();
+    let r = tokio::task::block_in_place(f);
+    super::heartbeat::beat();
+    r
+}
+
+/// `base` with its `"auto"` public address read from the interface, when
+/// it has one now; otherwise `base` as it is (the ruleset then leaves out
+/// what needs the address).
+fn resolve(base: &Arc<Config>) -> Arc<Config> {
+    if base.public.address.is_some() {
+        return base.clone();
+    }
+    match blocking(|| crate::netinfo::ipv4_of(&base.public.name)) {
+        Some(a) => {
+            let mut cfg = (**base).clone();
+            cfg.resolve_public(a);
+            Arc::new(cfg)
+        }
+        None => base.clone(),
+    }
+}
+
+/// The sysctls without which the head node does not do its job: a failure
+/// to set one of them stops the start. Others are retried and reported.
+fn required_sysctl(key: &str) -> bool {
+    matches!(
+        key,
+        "net.ipv4.ip_forward" | "net.ipv6.conf.all.forwarding" | "net.ipv4.vs.conntrack"
+    )
 }
 
 impl Running {
     /// Firewall, then sysctls (forwarding only once the firewall is in
-    /// place), then the balancer, then DHCP. A firewall that cannot be put in
-    /// place stops the start: DHCP must not answer on an unprotected box.
+    /// place), then the balancer, then DHCP. When the config's ruleset cannot
+    /// be loaded, the fallback (`firewall::fallback`) is, and the next
+    /// reconcile tries the config's again; only when neither can be loaded
+    /// does the start fail: DHCP must not answer on an unprotected box.
     pub(super) async fn start(
-        cfg: Arc<Config>,
+        base: Arc<Config>,
         text: String,
         pending: Option<PendingConfirm>,
     ) -> anyhow::Result<Running> {
+        let cfg = resolve(&base);
+        if cfg.public.address.is_none() {
+            warn!(
+                interface = %cfg.public.name,
+                "interfaces.public.address is \"auto\" and the interface has no IPv4 address yet; \
+                 marks to it and port forwards wait for it"
+            );
+        }
         let (backend, backend_reason) = blocking(|| select_backend(&cfg));
         info!(backend = ?backend, "{backend_reason}");
         let (health_tx, _) = watch::channel(HealthMap::default());
         let mut r = Running {
+            base,
             cfg,
+            firewall_source: fallback::Source::Config,
+            sysctl_problems: Vec::new(),
             nft: Nft::from_env(),
             sysctls: Sysctls::default(),
             backend,
@@ -103,8 +154,10 @@ impl Running {
             text,
             pending,
         };
-        r.ensure_firewall(true)
-            .context("cannot put the firewall in place")?;
+        if let Err(e) = r.ensure_firewall(true) {
+            r.fall_back(&format!("cannot load the config's ruleset: {e:#}"))
+                .context("cannot put any firewall in place")?;
+        }
         r.ensure_sysctls().context("cannot set sysctls")?;
         r.ensure_ipvs(false);
         r.start_checks();
@@ -156,21 +209,25 @@ impl Running {
         crate::plan::nft_balancer(&self.cfg, self.backend, &self.health)
     }
 
-    fn desired_ruleset(&self) -> anyhow::Result<Option<Nftables<'static>>> {
-        if !self.cfg.firewall.enabled {
-            return Ok(None);
-        }
-        Ok(Some(firewall::ruleset(
-            &self.cfg,
-            self.nft_balancer().as_ref(),
-        )?))
+    fn desired_ruleset(&self) -> Option<Nftables<'static>> {
+        plan::desired_ruleset(&self.cfg, self.backend, &self.health)
+    }
+
+    /// Load the fallback firewall; the record stays, so the next reconcile
+    /// loads the config's ruleset again.
+    fn fall_back(&mut self, why: &str) -> anyhow::Result<()> {
+        let dir = crate::paths::state_dir();
+        let source = blocking(|| fallback::put_in_place(&self.nft, &dir, why))?;
+        self.note_error(format!("firewall: {}", source.describe()));
+        self.firewall_source = source;
+        Ok(())
     }
 
     /// Compare the live table with the record of the last load and load the
     /// desired ruleset when the config or the table changed since. `recompute`
     /// after the config or health changed (for the log line only).
     fn ensure_firewall(&mut self, recompute: bool) -> anyhow::Result<()> {
-        let rs = self.desired_ruleset()?;
+        let rs = self.desired_ruleset();
         let live = blocking(|| self.nft.live_text())?;
         let Some(rs) = rs else {
             if live.is_some() && blocking(|| self.nft.delete_table())? {
@@ -235,9 +292,27 @@ impl Running {
         Ok(())
     }
 
-    fn ensure_sysctls(&self) -> anyhow::Result<()> {
+    /// Set the sysctls that differ. One the setup needs (`required_sysctl`)
+    /// that cannot be set is an error; any other is reported in `status`
+    /// and the journal and tried again at the next reconcile (a per-interface
+    /// key whose interface comes up later, a key the unit may not write).
+    fn ensure_sysctls(&mut self) -> anyhow::Result<()> {
         let changes = self.sysctls.plan(&self.cfg.sysctls)?;
-        self.sysctls.apply(&changes)?;
+        let mut problems = Vec::new();
+        for c in &changes {
+            if let Err(e) = self.sysctls.apply(std::slice::from_ref(c)) {
+                if required_sysctl(&c.key) {
+                    return Err(e.into());
+                }
+                problems.push(e.to_string());
+            }
+        }
+        if problems != self.sysctl_problems {
+            for p in &problems {
+                warn!("{p}; tried again at every reconcile");
+            }
+        }
+        self.sysctl_problems = problems;
         Ok(())
     }
 
@@ -271,11 +346,47 @@ impl Running {
         self.last_error = Some(msg);
     }
 
+    /// `ensure_firewall`, and when the config's ruleset cannot be loaded
+    /// while the config's is what is loaded (or no table is), the fallback.
+    fn ensure_firewall_or_fall_back(&mut self, recompute: bool) {
+        let Err(e) = self.ensure_firewall(recompute) else {
+            return;
+        };
+        let msg = format!("cannot load the config's ruleset: {e:#}");
+        let table_gone = blocking(|| self.nft.live_text()).is_ok_and(|t| t.is_none());
+        if self.firewall_source == fallback::Source::Config || table_gone {
+            if let Err(f) = self.fall_back(&msg) {
+                self.note_error(format!("{msg}; and no fallback either: {f:#}"));
+            }
+        } else {
+            self.note_error(format!("firewall: {msg}"));
+        }
+    }
+
+    /// The address of an `"auto"` public interface changed (a DHCP renewal,
+    /// the link came up at boot): plan everything that uses it again.
+    pub(super) async fn follow_public_address(&mut self) {
+        if self.base.public.address.is_some() {
+            return;
+        }
+        let cfg = resolve(&self.base);
+        if cfg.public.address == self.cfg.public.address {
+            return;
+        }
+        info!(
+            interface = %cfg.public.name,
+            from = %self.cfg.public.address.map_or("none".into(), |a| a.to_string()),
+            to = %cfg.public.address.map_or("none".into(), |a| a.to_string()),
+            "public address changed; planning again"
+        );
+        self.cfg = cfg;
+        self.ensure_firewall_or_fall_back(true);
+        self.ensure_ipvs(false);
+    }
+
     /// The timer: repair whatever drifted from the config.
     pub(super) async fn reconcile(&mut self) {
-        if let Err(e) = self.ensure_firewall(false) {
-            self.note_error(format!("firewall: {e:#}"));
-        }
+        self.ensure_firewall_or_fall_back(false);
         if let Err(e) = self.ensure_sysctls() {
             self.note_error(format!("sysctls: {e:#}"));
         }
@@ -334,10 +445,8 @@ impl Running {
                 // keeps its counters); the record is of the whole ruleset it
                 // now matches, so the next reconcile sees no drift.
                 let cfg = self.cfg.clone();
-                let updated = firewall::ruleset(&cfg, Some(&bal))
-                    .map_err(anyhow::Error::from)
-                    .and_then(|rs| self.load_recorded(&rs, |nft| nft.update_balancer(&cfg, &bal)));
-                if let Err(e) = updated {
+                let rs = crate::firewall::ruleset(&cfg, Some(&bal));
+                if let Err(e) = self.load_recorded(&rs, |nft| nft.update_balancer(&cfg, &bal)) {
                     self.note_error(format!("nftables balancer: {e:#}"));
                 }
             }
@@ -349,28 +458,31 @@ impl Running {
     /// whose ruleset nft refuses, changes nothing: the running config and
     /// its firewall stay, and the outcome says why.
     pub(super) async fn reload(&mut self, path: &Path) -> ReloadOutcome {
-        let (cfg, text) = match config::load_resolved_text(path, crate::netinfo::ipv4_of) {
+        let (base, text) = match config::load_text(path) {
             Ok((cfg, text)) => (Arc::new(cfg), text),
             Err(e) => {
-                let errors = crate::errors::render(&e);
+                let errors = crate::errors::render(&e.into());
                 error!("reload rejected, keeping the running config:\n{errors}");
                 return ReloadOutcome::Rejected { errors };
             }
         };
-        let outcome = self.put_in_effect(cfg, text).await;
+        let outcome = self.put_in_effect(base, text).await;
         if outcome == ReloadOutcome::Reloaded {
             info!(config = %path.display(), "reloaded");
         }
         outcome
     }
 
-    /// Make `cfg` the running config, the firewall first: when nft refuses
-    /// its ruleset (one transaction, so the old table is untouched) the old
-    /// config stays in effect everywhere and the outcome says why.
-    async fn put_in_effect(&mut self, cfg: Arc<Config>, text: String) -> ReloadOutcome {
+    /// Make `base` the running config (its `"auto"` public address read
+    /// now), the firewall first: when nft refuses its ruleset (one
+    /// transaction, so the old table is untouched) the old config stays in
+    /// effect everywhere and the outcome says why.
+    async fn put_in_effect(&mut self, base: Arc<Config>, text: String) -> ReloadOutcome {
+        let cfg = resolve(&base);
         let services_changed = serde_json::to_value(&cfg.balancer.services).ok()
             != serde_json::to_value(&self.cfg.balancer.services).ok();
         let previous = (
+            std::mem::replace(&mut self.base, base),
             std::mem::replace(&mut self.cfg, cfg),
             self.backend,
             self.backend_reason.clone(),
@@ -379,13 +491,13 @@ impl Running {
         self.backend = backend;
         self.backend_reason = reason;
         if let Err(e) = self.ensure_firewall(true) {
-            (self.cfg, self.backend, self.backend_reason) = previous;
+            (self.base, self.cfg, self.backend, self.backend_reason) = previous;
             let error = format!("{e:#}");
             error!("reload failed, keeping the running config and firewall: {error}");
             return ReloadOutcome::Failed { error };
         }
         self.text = text;
-        if self.backend != previous.1 {
+        if self.backend != previous.2 {
             info!(backend = ?self.backend, "{}", self.backend_reason);
         }
         if services_changed {
@@ -418,7 +530,7 @@ impl Running {
                 ),
             };
         }
-        let (previous, previous_text) = (self.cfg.clone(), self.text.clone());
+        let (previous, previous_text) = (self.base.clone(), self.text.clone());
         match self.reload(path).await {
             ReloadOutcome::Reloaded => {}
             ReloadOutcome::Rejected { errors } => return ApplyOutcome::Rejected { errors },
@@ -535,8 +647,11 @@ impl Running {
             },
             firewall: FirewallStatus {
                 state: self.firewall_state(),
+                source: self.firewall_source.clone(),
+                public_address: self.cfg.public.address,
                 drift_repairs: self.firewall_repairs,
             },
+            sysctl_problems: self.sysctl_problems.clone(),
             balancer: BalancerStatus {
                 backend: self.backend,
                 reason: self.backend_reason.clone(),
@@ -558,14 +673,13 @@ impl Running {
     }
 
     fn firewall_state(&self) -> FirewallState {
-        let rs = match self.desired_ruleset() {
-            Ok(None) => return FirewallState::Disabled,
-            Ok(Some(rs)) => rs,
-            Err(e) => {
-                return FirewallState::Unknown {
-                    error: format!("{e:#}"),
-                };
-            }
+        if self.firewall_source != fallback::Source::Config {
+            return FirewallState::Fallback {
+                loaded: self.firewall_source.describe(),
+            };
+        }
+        let Some(rs) = self.desired_ruleset() else {
+            return FirewallState::Disabled;
         };
         let live = match blocking(|| self.nft.live_text()) {
             Ok(live) => live,

@@ -176,7 +176,7 @@ mod tests {
         let cfg = crate::config::load(&path).expect("golden config");
         let render = || {
             let bal = crate::firewall::NftBalancer::all_up(&cfg);
-            fingerprint(&crate::firewall::ruleset(&cfg, Some(&bal)).expect("ruleset")).unwrap()
+            fingerprint(&crate::firewall::ruleset(&cfg, Some(&bal))).unwrap()
         };
         let first = render();
         for _ in 0..8 {

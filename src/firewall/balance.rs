@@ -515,7 +515,6 @@ mod tests {
             );
         }
         let full: Vec<_> = super::super::plan(&cfg, Some(&bal))
-            .expect("plan")
             .rules
             .into_iter()
             .filter(|r| r.chain == BALANCE_CHAIN)

@@ -15,6 +15,7 @@
 pub mod applied;
 mod balance;
 pub mod expr;
+pub mod fallback;
 pub mod guard;
 mod merge;
 pub mod nft;
@@ -35,14 +36,6 @@ pub const TABLE: &str = "headnode";
 pub const FAMILY: NfFamily = NfFamily::INet;
 /// The family as nft's command line spells it.
 pub const FAMILY_NAME: &str = "inet";
-
-#[derive(Debug, thiserror::Error)]
-pub enum FirewallError {
-    #[error(
-        "the public address is not known yet (address = \"auto\" and it was not read from {0})"
-    )]
-    PublicUnresolved(String),
-}
 
 /// One rule with the config line it came from (for nft errors and `status`).
 #[derive(Debug, Clone)]
@@ -108,19 +101,19 @@ pub fn pair_chain(from: Zone, to: Zone) -> String {
 
 /// The whole desired ruleset as one nft transaction: add the table (so the
 /// delete cannot fail), delete it, add it again with all its content.
-pub fn ruleset(
-    cfg: &Config,
-    balancer: Option<&NftBalancer>,
-) -> Result<Nftables<'static>, FirewallError> {
-    Ok(plan(cfg, balancer)?.to_nftables())
+pub fn ruleset(cfg: &Config, balancer: Option<&NftBalancer>) -> Nftables<'static> {
+    plan(cfg, balancer).to_nftables()
 }
 
 /// The ruleset in structured form (chains, sets, rules with their origins).
-pub fn plan(cfg: &Config, balancer: Option<&NftBalancer>) -> Result<Ruleset, FirewallError> {
-    let public = cfg
-        .public_ip()
-        .filter(|a| !a.is_unspecified())
-        .ok_or_else(|| FirewallError::PublicUnresolved(cfg.public.name.clone()))?;
+///
+/// With `address = "auto"` not yet read from the interface (at boot, before
+/// the public side has its DHCP lease), what needs the address is left out:
+/// marks to the public address and port forwards. Both only let traffic in,
+/// so the ruleset without them is closed where the full one is open; the
+/// daemon plans again once the address appears.
+pub fn plan(cfg: &Config, balancer: Option<&NftBalancer>) -> Ruleset {
+    let public = cfg.public_ip().filter(|a| !a.is_unspecified());
     let mut rs = Ruleset::default();
     let b = Build { cfg, public };
     b.chains(&mut rs, balancer.is_some());
@@ -135,7 +128,7 @@ pub fn plan(cfg: &Config, balancer: Option<&NftBalancer>) -> Result<Ruleset, Fir
     b.pairs(&mut rs);
     b.srcnat(&mut rs, balancer);
     rs.rules = merge::consecutive(std::mem::take(&mut rs.rules));
-    Ok(rs)
+    rs
 }
 
 /// The comment stored with a rule generated from the config.
@@ -170,7 +163,8 @@ fn sanitize_comment(s: &str) -> String {
 
 struct Build<'a> {
     cfg: &'a Config,
-    public: std::net::Ipv4Addr,
+    /// `None` while `address = "auto"` has not been read.
+    public: Option<std::net::Ipv4Addr>,
 }
 
 impl Ruleset {
@@ -306,6 +300,9 @@ impl Build<'_> {
     /// The origin's tcrules: `meta mark set N` in prerouting, before NAT and IPVS look.
     fn marks(&self, rs: &mut Ruleset) {
         for m in &self.cfg.firewall.marks {
+            if m.dest_is_public && self.public.is_none() {
+                continue;
+            }
             let mut s = Vec::new();
             if let Some(src) = m.source {
                 s.push(saddr(src));
@@ -327,6 +324,7 @@ impl Build<'_> {
     /// Neighbouring single-port forwards of one protocol share one rule with
     /// a map `dport : address . port`.
     fn dstnat(&self, rs: &mut Ruleset) {
+        let Some(public) = self.public else { return };
         let fwds = &self.cfg.firewall.forwards;
         let mut i = 0;
         while i < fwds.len() {
@@ -344,7 +342,7 @@ impl Build<'_> {
             if let Some(src) = f.source {
                 s.push(saddr(src));
             }
-            s.push(daddr(self.public.into()));
+            s.push(daddr(public.into()));
             if end - i < 2 {
                 s.push(dport(f.proto, &[f.port]));
                 s.push(dnat(f.to, f.to_port));
@@ -693,7 +691,7 @@ mod tests {
         let opens_69 = |extra: &str| {
             let text = format!("{}{extra}", crate::config::test_text::INTERFACES);
             let cfg = crate::config::parse(&text, std::path::Path::new("t.toml")).unwrap();
-            plan(&cfg, None).unwrap().rules.iter().any(|r| {
+            plan(&cfg, None).rules.iter().any(|r| {
                 let json = serde_json::to_string(&r.stmts).unwrap();
                 r.chain == "input" && json.contains("\"eth0\"") && json.contains("69")
             })

@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -40,6 +41,8 @@ pub enum NftError {
 #[derive(Debug, Clone)]
 pub struct Nft {
     bin: PathBuf,
+    /// How long one nft run may take before it is killed.
+    deadline: Duration,
 }
 
 impl Default for Nft {
@@ -51,15 +54,28 @@ impl Default for Nft {
 impl Nft {
     /// A specific binary (tests point this at a wrapper).
     pub fn new(bin: impl Into<PathBuf>) -> Self {
-        Nft { bin: bin.into() }
+        Nft {
+            bin: bin.into(),
+            deadline: DEADLINE,
+        }
     }
 
+    /// `$HEADNODE_NFT` (default `nft`), with `$HEADNODE_NFT_TIMEOUT` (e.g.
+    /// `2s`) as the deadline when set.
     pub fn from_env() -> Self {
-        Nft {
-            bin: std::env::var_os("HEADNODE_NFT")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("nft")),
-        }
+        let bin = std::env::var_os("HEADNODE_NFT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("nft"));
+        let deadline = std::env::var("HEADNODE_NFT_TIMEOUT")
+            .ok()
+            .and_then(|t| crate::config::parse_duration(&t))
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEADLINE);
+        Nft { bin, deadline }
+    }
+
+    pub fn with_deadline(self, deadline: Duration) -> Self {
+        Nft { deadline, ..self }
     }
 
     pub fn available(&self) -> bool {
@@ -75,7 +91,7 @@ impl Nft {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<Output, NftError> {
-        run_with_stdin(Command::new(&self.bin).args(args), stdin).map_err(|source| {
+        run_with_stdin(Command::new(&self.bin).args(args), stdin, self.deadline).map_err(|source| {
             NftError::Spawn {
                 bin: self.bin.display().to_string(),
                 source,
@@ -244,6 +260,7 @@ impl Nft {
         let out = run_with_stdin(
             Command::new("unshare").args(["--net", "--", "sh", "-c", &script, &bin]),
             Some(&json),
+            self.deadline,
         )
         .map_err(|source| NftError::Spawn {
             bin: "unshare".into(),
@@ -346,7 +363,18 @@ fn rule_counters(json: &[u8]) -> Result<Vec<RuleCounter>, serde_json::Error> {
         .collect())
 }
 
-fn run_with_stdin(cmd: &mut Command, stdin: Option<&str>) -> std::io::Result<Output> {
+/// How long one nft run may take. Loading a 10,000-rule table takes about
+/// a second; the limit is for an nft stuck on a kernel that never answers,
+/// and stays below the daemon's watchdog (30 s) so a stuck nft is reported
+/// rather than the daemon killed.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Run `cmd` with `stdin`, killing it when it outlives `limit`.
+fn run_with_stdin(
+    cmd: &mut Command,
+    stdin: Option<&str>,
+    limit: Duration,
+) -> std::io::Result<Output> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -354,11 +382,28 @@ fn run_with_stdin(cmd: &mut Command, stdin: Option<&str>) -> std::io::Result<Out
         Stdio::null()
     });
     let mut child = cmd.spawn()?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // A write error (nft exited early) shows up in its exit status and stderr.
-        let _ = pipe.write_all(text.as_bytes());
+    let pid = child.id();
+    let input = stdin.map(str::to_owned);
+    let pipe = child.stdin.take();
+    let waited = crate::deadline::within(limit, move || {
+        if let (Some(text), Some(mut pipe)) = (input, pipe) {
+            // A write error (nft exited early) shows up in its exit status and stderr.
+            let _ = pipe.write_all(text.as_bytes());
+        }
+        child.wait_with_output()
+    });
+    match waited {
+        Ok(out) => out,
+        Err(missed) => {
+            // SAFETY: kill on the pid of our own child, which the waiting
+            // thread has not reaped (it is still waiting for it).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("killed: {missed}"),
+            ))
+        }
     }
-    child.wait_with_output()
 }
 
 fn stderr_of(out: &Output) -> String {
@@ -398,7 +443,23 @@ fn normalize(listing: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{RuleCounter, normalize, rule_counters};
+    use super::*;
+
+    #[test]
+    fn an_nft_that_hangs_is_killed_at_the_deadline() {
+        let dir = std::env::temp_dir().join(format!("hn-nft-hang-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("nft");
+        std::fs::write(&bin, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let nft = Nft::new(&bin).with_deadline(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let e = nft.live_text().expect_err("killed").to_string();
+        assert!(started.elapsed() < Duration::from_secs(5), "{e}");
+        assert!(e.contains("killed: no answer within 0.3 s"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn counters_are_read_from_the_json_listing() {

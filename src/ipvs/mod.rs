@@ -251,8 +251,9 @@ impl Report {
 /// block with no timeout; a kernel that never answers must not hang `apply`
 /// or the daemon, so each exchange runs on a thread of its own and is given
 /// up after this (that thread stays blocked; the error says so). A 1,000 x 10
-/// table takes 2.6 s to build under QEMU without KVM.
-const NETLINK_DEADLINE: Duration = Duration::from_secs(60);
+/// table takes 2.6 s to build under QEMU without KVM; the limit stays below
+/// the daemon's watchdog (30 s).
+const NETLINK_DEADLINE: Duration = Duration::from_secs(20);
 
 /// `f` within `limit` (`crate::deadline`), a missed deadline as an error.
 fn within<T: Send + 'static>(

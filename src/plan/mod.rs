@@ -127,6 +127,19 @@ pub fn nft_balancer(cfg: &Config, backend: Backend, health: &HealthMap) -> Optio
     Some(bal)
 }
 
+/// The ruleset the config wants with `backend` balancing and the real
+/// servers `health` has down drained; `None` when the firewall is disabled.
+pub fn desired_ruleset(
+    cfg: &Config,
+    backend: Backend,
+    health: &HealthMap,
+) -> Option<Nftables<'static>> {
+    cfg.firewall.enabled.then(|| {
+        let bal = nft_balancer(cfg, backend, health);
+        firewall::ruleset(cfg, bal.as_ref())
+    })
+}
+
 /// The backend that balances, and why: the configured one, or for `auto`
 /// IPVS when the kernel has it.
 pub fn select_backend(configured: Backend, ipvs: &IpvsLive) -> (Backend, String) {
@@ -190,13 +203,16 @@ pub fn compute(cfg: &Config, live: &Live) -> anyhow::Result<Plan> {
             }
         }
     }
-    let ruleset = if cfg.firewall.enabled {
-        let bal = nft_balancer(cfg, backend, &live.health);
-        Some(firewall::ruleset(cfg, bal.as_ref())?)
-    } else {
+    let ruleset = desired_ruleset(cfg, backend, &live.health);
+    if ruleset.is_none() {
         notes.push("firewall.enabled = false: headnode's table is removed".into());
-        None
-    };
+    }
+    if cfg.public.address.is_none() {
+        notes.push(format!(
+            "interfaces.public.address = \"auto\" and {} has no IPv4 address yet: marks to the public address and port forwards are left out until it has one",
+            cfg.public.name
+        ));
+    }
     let firewall = firewall_plan(ruleset, &live.nft)?;
     let ipvs = (backend == Backend::Ipvs && !cfg.balancer.services.is_empty())
         .then(|| ipvs_plan(cfg, live));

@@ -102,6 +102,11 @@ impl Lab {
     /// with only the capabilities headnode.service grants (setpriv execs, so
     /// the pid is the daemon's).
     fn start_daemon(&mut self) -> u32 {
+        self.start_daemon_until(" ready")
+    }
+
+    /// Start the daemon and wait until its log has `marker`.
+    fn start_daemon_until(&mut self, marker: &str) -> u32 {
         let bin = headnode();
         let cfg = self.config();
         let mut argv: Vec<String> = UNIT_CAPS.iter().map(|s| s.to_string()).collect();
@@ -117,7 +122,7 @@ impl Lab {
         let log = self.dir.join("daemon.log");
         let pid = self.head.spawn_logged(&refs, &log);
         let ready = wait_for(Duration::from_secs(15), || {
-            self.log().contains(" ready").then_some(())
+            self.log().contains(marker).then_some(())
         });
         assert!(
             ready.is_some(),
@@ -912,4 +917,227 @@ backend = "nftables"
     while std::time::Instant::now() < until {
         assert_eq!(lab.get(8000), "NODE1", "node2 before rise:\n{}", lab.log());
     }
+}
+
+/// Whether a new TCP connection from the net host to the head node's
+/// `addr:port` gets through (a listener is there).
+fn connects(lab: &Lab, addr: &str, port: u16) -> bool {
+    let url = format!("http://{addr}:{port}/");
+    lab.net
+        .run(&["curl", "-s", "-o", "/dev/null", "-m", "2", &url])
+        .status
+        .success()
+}
+
+fn listing(lab: &Lab) -> String {
+    String::from_utf8_lossy(
+        &lab.head
+            .run(&["nft", "list", "table", "inet", "headnode"])
+            .stdout,
+    )
+    .into_owned()
+}
+
+const SERVICE: &str = r#"
+[[host]]
+name = "node1"
+mac = "00:12:34:56:78:91"
+address = "192.168.1.101"
+
+[[service]]
+name = "web"
+port = 8000
+real = ["node1:8000"]
+"#;
+
+/// At boot the public side may have no address yet (`address = "auto"`,
+/// DHCP not done): the daemon starts anyway, with a ruleset that leaves out
+/// what needs the address, so a connection from the net is dropped from the
+/// first packet; the address is followed once it comes and when it changes.
+#[test]
+fn boot_without_the_public_address_is_closed_and_follows_it() {
+    if !can_netns("boot without address")
+        || !have("boot without address", "nft")
+        || !have("boot without address", "busybox")
+        || !have("boot without address", "curl")
+    {
+        return;
+    }
+    let mut lab = Lab::new("ba", &[]);
+    lab.head.ok(&["ip", "addr", "flush", "dev", "eth1"]);
+    let www = lab.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "head\n").unwrap();
+    lab.head.spawn(&[
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "9999",
+        "-h",
+        www.to_str().unwrap(),
+    ]);
+    let lease_file = lab.dir.join("leases");
+    let text = format!(
+        "[interfaces.public]\nname = \"eth1\"\naddress = \"auto\"\n\n\
+         [interfaces.private]\nname = \"eth0\"\naddress = \"192.168.1.254/24\"\n\n\
+         [dhcp]\nlease_file = \"{}\"\n{SERVICE}",
+        lease_file.display()
+    );
+    std::fs::write(lab.config(), text).unwrap();
+    lab.start_daemon();
+    assert!(table_exists(&lab.head), "{}", lab.log());
+    assert!(!listing(&lab).contains("203.0.113."), "{}", listing(&lab));
+
+    // The address arrives: the firewall is already there.
+    lab.head
+        .ok(&["ip", "addr", "add", "203.0.113.210/24", "dev", "eth1"]);
+    assert!(
+        !connects(&lab, "203.0.113.210", 9999),
+        "new connection from net got in"
+    );
+    let followed = wait_for(Duration::from_secs(3), || {
+        listing(&lab)
+            .contains("ip daddr 203.0.113.210 tcp dport 8000")
+            .then_some(())
+    });
+    assert!(followed.is_some(), "{}\n{}", listing(&lab), lab.log());
+
+    // A DHCP renewal that changes the address: marks follow within seconds.
+    // (Deleting the primary address first: a secondary in the same subnet
+    // would go with it.)
+    lab.head
+        .ok(&["ip", "addr", "del", "203.0.113.210/24", "dev", "eth1"]);
+    lab.head
+        .ok(&["ip", "addr", "add", "203.0.113.211/24", "dev", "eth1"]);
+    let followed = wait_for(Duration::from_secs(3), || {
+        let l = listing(&lab);
+        (l.contains("ip daddr 203.0.113.211 tcp dport 8000") && !l.contains("203.0.113.210"))
+            .then_some(())
+    });
+    assert!(followed.is_some(), "{}\n{}", listing(&lab), lab.log());
+    assert!(
+        lab.log().contains("public address changed"),
+        "{}",
+        lab.log()
+    );
+    assert!(!connects(&lab, "203.0.113.211", 9999));
+}
+
+/// A config that does not load at boot: the last ruleset headnode applied is
+/// loaded, or without one a built-in minimal table; status says which, and
+/// the daemon starts for real once the config is fixed.
+#[test]
+fn boot_with_a_broken_config_loads_the_last_ruleset_or_the_minimal_one() {
+    if !can_netns("boot with broken config")
+        || !have("boot with broken config", "nft")
+        || !have("boot with broken config", "busybox")
+        || !have("boot with broken config", "curl")
+    {
+        return;
+    }
+    let mut lab = Lab::new("bb", &[]);
+    let www = lab.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "head\n").unwrap();
+    lab.head.spawn(&[
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "9999",
+        "-h",
+        www.to_str().unwrap(),
+    ]);
+    assert!(
+        connects(&lab, "203.0.113.210", 9999),
+        "the listener is not reachable"
+    );
+    write_config(&lab, SERVICE);
+    let applied = lab.headnode(&["apply"]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    // A reboot: the table is gone, the record of the last load is not, and
+    // the config was saved broken.
+    lab.head.ok(&["nft", "delete", "table", "inet", "headnode"]);
+    assert!(connects(&lab, "203.0.113.210", 9999));
+    let good = std::fs::read_to_string(lab.config()).unwrap();
+    std::fs::write(lab.config(), good.replace("[[service]]", "[[servce]]")).unwrap();
+
+    let pid = lab.start_daemon_until("loaded the last applied ruleset");
+    assert!(
+        !connects(&lab, "203.0.113.210", 9999),
+        "new connection from net got in"
+    );
+    assert!(listing(&lab).contains("ip daddr 203.0.113.210 tcp dport 8000"));
+    let (code, v) = lab.status();
+    assert_eq!(v["firewall"]["source"]["kind"], "last_applied", "{v:#}");
+    assert_eq!(v["firewall"]["state"], "fallback", "{v:#}");
+    // Exit 1 (the config is invalid) comes first; the fallback is a reason too.
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        v["exit"]["reasons"]
+            .to_string()
+            .contains("firewall: fallback"),
+        "{v:#}"
+    );
+    assert!(
+        v["daemon"]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("servce"),
+        "{v:#}"
+    );
+    signal(pid, "TERM");
+    let stopped = lab
+        .head
+        .take_child(pid)
+        .map(|mut c| c.wait().expect("wait"));
+    assert!(stopped.is_some_and(|s| s.success()), "{}", lab.log());
+
+    // No record either: the built-in minimal table.
+    lab.head.ok(&["nft", "delete", "table", "inet", "headnode"]);
+    std::fs::remove_file(lab.dir.join("state").join("firewall.applied")).unwrap();
+    std::fs::remove_file(lab.dir.join("daemon.log")).unwrap();
+    lab.start_daemon_until("loaded the built-in minimal table");
+    assert!(
+        !connects(&lab, "203.0.113.210", 9999),
+        "new connection from net got in"
+    );
+    assert!(
+        listing(&lab).contains("built-in minimal table"),
+        "{}",
+        listing(&lab)
+    );
+    assert_eq!(lab.status().1["firewall"]["source"]["kind"], "minimal");
+
+    // Fixed: the daemon notices within seconds and starts for real.
+    std::fs::write(lab.config(), good).unwrap();
+    let started = wait_for(Duration::from_secs(10), || {
+        lab.log().contains(" ready").then_some(())
+    });
+    assert!(started.is_some(), "{}", lab.log());
+    let (_, v) = lab.status();
+    assert_eq!(v["firewall"]["source"]["kind"], "config", "{v:#}");
+    assert_eq!(v["firewall"]["state"], "in_sync", "{v:#}");
+    assert!(!connects(&lab, "203.0.113.210", 9999));
+}
+
+/// A sysctl the setup does not need, which cannot be set (its interface is
+/// not there), does not stop the start: status reports it.
+#[test]
+fn an_optional_sysctl_that_fails_is_reported_not_fatal() {
+    if !can_netns("optional sysctl") || !have("optional sysctl", "nft") {
+        return;
+    }
+    let mut lab = Lab::new("os", &[]);
+    write_config(&lab, "[sysctl]\n\"net.ipv4.conf.bond7.rp_filter\" = 1\n");
+    lab.start_daemon();
+    let (_, v) = lab.status();
+    let problems = v["sysctl_problems"].to_string();
+    assert!(problems.contains("net.ipv4.conf.bond7.rp_filter"), "{v:#}");
+    assert_eq!(v["firewall"]["state"], "in_sync", "{v:#}");
 }

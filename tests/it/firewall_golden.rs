@@ -43,7 +43,7 @@ fn render(cfg_path: &str, balancing: Balancing) -> String {
             Some(b)
         }
     };
-    let rs = firewall::ruleset(&cfg, bal.as_ref()).expect("ruleset");
+    let rs = firewall::ruleset(&cfg, bal.as_ref());
     serde_json::to_string_pretty(&rs).expect("json") + "\n"
 }
 

@@ -306,7 +306,7 @@ fn ssh_port_stays_reachable_through_the_applied_firewall() {
     let out = b.init(&["--output", file.to_str().unwrap()], Some(ssh));
     assert!(out.status.success(), "{}", text(&out));
     let cfg = headnode::config::load(&file).unwrap();
-    let json = serde_json::to_string(&headnode::firewall::ruleset(&cfg, None).unwrap()).unwrap();
+    let json = serde_json::to_string(&headnode::firewall::ruleset(&cfg, None)).unwrap();
     let mut nft =
         b.ns.cmd(&["nft", "-j", "-f", "-"])
             .stdin(std::process::Stdio::piped())
