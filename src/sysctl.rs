@@ -80,7 +80,7 @@ impl Sysctls {
     }
 
     /// The changes needed to reach `desired` from what is live now.
-    pub fn plan(&self, desired: &BTreeMap<String, String>) -> Result<Vec<Change>, SysctlError> {
+    pub fn pending(&self, desired: &BTreeMap<String, String>) -> Result<Vec<Change>, SysctlError> {
         Ok(changes(desired, &self.read_all(desired.keys())?))
     }
 
@@ -165,7 +165,7 @@ mod tests {
                 "4096 131072 6291456".to_string(),
             ),
         ]);
-        let changes = s.plan(&want).unwrap();
+        let changes = s.pending(&want).unwrap();
         assert_eq!(
             changes,
             vec![Change {
@@ -177,7 +177,7 @@ mod tests {
         s.apply(&changes).unwrap();
         assert_eq!(s.read("net.ipv4.ip_forward").unwrap().as_deref(), Some("1"));
         assert!(
-            s.plan(&want).unwrap().is_empty(),
+            s.pending(&want).unwrap().is_empty(),
             "second run changes nothing"
         );
         std::fs::remove_dir_all(dir).unwrap();
@@ -187,7 +187,7 @@ mod tests {
     fn a_missing_sysctl_is_planned_and_refused() {
         let (dir, s) = tree();
         let want = BTreeMap::from([("net.ipv4.vs.conntrack".to_string(), "1".to_string())]);
-        let changes = s.plan(&want).unwrap();
+        let changes = s.pending(&want).unwrap();
         assert_eq!(changes[0].from, None);
         let err = s.apply(&changes).unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");

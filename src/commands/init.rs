@@ -1,7 +1,8 @@
 //! `headnode init`: write a working, commented config for this box.
 //!
 //! Reading the box (rtnetlink, the kernel's SSH sessions, resolv.conf) happens in
-//! `run`; choosing the interfaces (`choose`) and writing the text (`render`)
+//! `run`; deciding what to write (`decide`, which picks the interfaces with
+//! `choose`) and writing the text (`render`)
 //! are pure, and the text is validated with the same parser `check` uses
 //! before anything is written.
 
@@ -29,14 +30,14 @@ pub fn run(config_path: &Path, args: &InitArgs) -> anyhow::Result<()> {
         .filter(|c| !c.client.is_loopback())
         .map(SshSession::from)
         .next();
-    let plan = plan(
+    let choice = decide(
         &snap,
         args.public.as_deref(),
         args.private.as_deref(),
         ssh,
         read_dns_servers(),
     )?;
-    let text = render(&plan);
+    let text = render(&choice);
     // Never write what `check` would refuse; a failure here means the box's own
     // addresses do not make a valid head node (e.g. both sides in one subnet).
     crate::config::parse(&text, out).map_err(|e| {
@@ -53,14 +54,14 @@ pub fn run(config_path: &Path, args: &InitArgs) -> anyhow::Result<()> {
     println!(
         "wrote {}: public {} ({}), private {} ({}){}",
         out.display(),
-        plan.public,
-        match &plan.public_addr {
+        choice.public,
+        match &choice.public_addr {
             PublicAddr::Static(a) => a.to_string(),
             PublicAddr::Auto { .. } => "address read at apply".into(),
         },
-        plan.private,
-        plan.private_addr,
-        plan.ssh.as_ref().map_or(String::new(), |s| format!(
+        choice.private,
+        choice.private_addr,
+        choice.ssh.as_ref().map_or(String::new(), |s| format!(
             ", tcp {} kept open from {} for this SSH session",
             s.port, s.zone
         ))
@@ -74,7 +75,7 @@ pub fn run(config_path: &Path, args: &InitArgs) -> anyhow::Result<()> {
 
 /// Everything the written config depends on, decided.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub struct Choice {
     pub public: String,
     pub public_addr: PublicAddr,
     pub gateway: Option<Ipv4Addr>,
@@ -120,13 +121,13 @@ impl From<&SshConnection> for SshSession {
 }
 
 /// Decide the interfaces, addresses and the SSH rule from what the box has.
-pub fn plan(
+pub fn decide(
     snap: &Snapshot,
     public: Option<&str>,
     private: Option<&str>,
     ssh: Option<SshSession>,
     dns_servers: Vec<Ipv4Addr>,
-) -> Result<Plan, InvalidInput> {
+) -> Result<Choice, InvalidInput> {
     let (pub_link, priv_link) = choose(snap, public, private)?;
     let priv_addr = snap.primary_ipv4(priv_link.index).ok_or_else(|| {
         InvalidInput(format!(
@@ -165,7 +166,7 @@ pub fn plan(
             via: via.map(|l| l.name.clone()),
         }
     });
-    Ok(Plan {
+    Ok(Choice {
         public: pub_link.name.clone(),
         public_addr,
         gateway,
@@ -351,7 +352,7 @@ fn lan_examples(lan: Ipv4Net) -> (Vec<Ipv4Addr>, Option<(Ipv4Addr, Ipv4Addr)>) {
 
 /// The config text. Lines that start with `#` and no space are examples:
 /// removing the `#` gives valid config (a unit test does exactly that).
-pub fn render(p: &Plan) -> String {
+pub fn render(p: &Choice) -> String {
     let me = p.private_addr.addr();
     let (hosts, pool) = lan_examples(p.private_addr);
     let mut s = String::new();
@@ -589,7 +590,7 @@ mod tests {
 
     #[test]
     fn origin_box_gives_the_origin_interfaces() {
-        let p = plan(&origin_box(), None, None, None, vec![]).unwrap();
+        let p = decide(&origin_box(), None, None, None, vec![]).unwrap();
         assert_eq!(p.public, "eth1");
         assert_eq!(p.private, "eth0");
         assert_eq!(
@@ -613,7 +614,7 @@ mod tests {
         ] {
             let mut snap = origin_box();
             snap.addrs[1] = addr(2, lan, false);
-            let p = plan(&snap, None, None, None, vec![Ipv4Addr::new(192, 0, 2, 53)]).unwrap();
+            let p = decide(&snap, None, None, None, vec![Ipv4Addr::new(192, 0, 2, 53)]).unwrap();
             let text = uncomment_examples(&render(&p));
             let cfg = crate::config::parse(&text, Path::new("t.toml"))
                 .unwrap_or_else(|e| panic!("{lan}:\n{e}\n{text}"));
@@ -636,7 +637,7 @@ mod tests {
         let ssh = SshConnection::parse("198.51.100.7 50122 203.0.113.210 2222")
             .as_ref()
             .map(SshSession::from);
-        let p = plan(&origin_box(), None, None, ssh, vec![]).unwrap();
+        let p = decide(&origin_box(), None, None, ssh, vec![]).unwrap();
         let k = p.ssh.clone().unwrap();
         assert_eq!(
             (k.port, k.zone, k.via.as_deref()),
@@ -653,12 +654,12 @@ mod tests {
         let ssh = SshConnection::parse("192.168.1.50 40000 192.168.1.254 22")
             .as_ref()
             .map(SshSession::from);
-        let p = plan(&origin_box(), None, None, ssh, vec![]).unwrap();
+        let p = decide(&origin_box(), None, None, ssh, vec![]).unwrap();
         assert_eq!(p.ssh.unwrap().zone, Zone::Loc);
         let ssh = SshConnection::parse("2001:db8::1 40000 2001:db8::2 22")
             .as_ref()
             .map(SshSession::from);
-        let p = plan(&origin_box(), None, None, ssh, vec![]).unwrap();
+        let p = decide(&origin_box(), None, None, ssh, vec![]).unwrap();
         assert_eq!(p.ssh.unwrap().zone, Zone::Net);
         assert_eq!(SshConnection::parse("garbage"), None);
         assert_eq!(SshConnection::parse("1.2.3.4 1 5.6.7.8 0"), None);
@@ -668,7 +669,7 @@ mod tests {
     fn one_interface_asks_for_private() {
         let mut snap = origin_box();
         snap.links.retain(|l| l.name != "eth0");
-        let e = plan(&snap, None, None, None, vec![]).unwrap_err().0;
+        let e = decide(&snap, None, None, None, vec![]).unwrap_err().0;
         assert!(e.contains("--private"), "{e}");
         assert!(e.contains("eth1 (203.0.113.210/24, default route)"), "{e}");
     }
@@ -678,13 +679,13 @@ mod tests {
         let mut snap = origin_box();
         snap.links.push(link(4, "eth2", true));
         snap.addrs.push(addr(4, "10.1.0.1/16", false));
-        let e = plan(&snap, None, None, None, vec![]).unwrap_err().0;
+        let e = decide(&snap, None, None, None, vec![]).unwrap_err().0;
         assert!(
             e.contains("eth0 (192.168.1.254/24), eth2 (10.1.0.1/16)"),
             "{e}"
         );
         assert!(e.contains("--private"), "{e}");
-        let p = plan(&snap, None, Some("eth2"), None, vec![]).unwrap();
+        let p = decide(&snap, None, Some("eth2"), None, vec![]).unwrap();
         assert_eq!(p.private, "eth2");
     }
 
@@ -692,21 +693,21 @@ mod tests {
     fn down_or_public_addressed_interfaces_are_no_candidates() {
         let mut snap = origin_box();
         snap.links[1].up = false;
-        assert!(plan(&snap, None, None, None, vec![]).is_err());
+        assert!(decide(&snap, None, None, None, vec![]).is_err());
         let mut snap = origin_box();
         snap.addrs[1] = addr(2, "198.51.100.1/24", false);
-        assert!(plan(&snap, None, None, None, vec![]).is_err());
+        assert!(decide(&snap, None, None, None, vec![]).is_err());
         // ...but the flag takes any interface with an address.
-        assert!(plan(&snap, None, Some("eth0"), None, vec![]).is_ok());
+        assert!(decide(&snap, None, Some("eth0"), None, vec![]).is_ok());
     }
 
     #[test]
     fn no_default_route_asks_for_public() {
         let mut snap = origin_box();
         snap.default_route = None;
-        let e = plan(&snap, None, None, None, vec![]).unwrap_err().0;
+        let e = decide(&snap, None, None, None, vec![]).unwrap_err().0;
         assert!(e.contains("--public"), "{e}");
-        let p = plan(&snap, Some("eth1"), None, None, vec![]).unwrap();
+        let p = decide(&snap, Some("eth1"), None, None, vec![]).unwrap();
         assert_eq!(p.gateway, None);
         crate::config::parse(&render(&p), Path::new("t.toml")).unwrap();
     }
@@ -714,15 +715,17 @@ mod tests {
     #[test]
     fn bad_flags_are_named() {
         let snap = origin_box();
-        let e = plan(&snap, Some("eth9"), None, None, vec![]).unwrap_err().0;
+        let e = decide(&snap, Some("eth9"), None, None, vec![])
+            .unwrap_err()
+            .0;
         assert!(e.starts_with("--public eth9: no such interface"), "{e}");
-        let e = plan(&snap, None, Some("lo"), None, vec![]).unwrap_err().0;
+        let e = decide(&snap, None, Some("lo"), None, vec![]).unwrap_err().0;
         assert!(e.contains("loopback"), "{e}");
-        let e = plan(&snap, Some("eth0"), Some("eth0"), None, vec![])
+        let e = decide(&snap, Some("eth0"), Some("eth0"), None, vec![])
             .unwrap_err()
             .0;
         assert!(e.contains("both the public and the private"), "{e}");
-        let e = plan(&snap, Some("eth0"), Some("eth1"), None, vec![])
+        let e = decide(&snap, Some("eth0"), Some("eth1"), None, vec![])
             .unwrap_err()
             .0;
         assert!(e.contains("eth1 holds the default route"), "{e}");
@@ -732,7 +735,9 @@ mod tests {
     fn private_without_address_is_explained() {
         let mut snap = origin_box();
         snap.addrs.remove(1);
-        let e = plan(&snap, None, Some("eth0"), None, vec![]).unwrap_err().0;
+        let e = decide(&snap, None, Some("eth0"), None, vec![])
+            .unwrap_err()
+            .0;
         assert!(e.contains("eth0 has no IPv4 address"), "{e}");
     }
 
@@ -740,7 +745,7 @@ mod tests {
     fn dynamic_public_address_is_auto() {
         let mut snap = origin_box();
         snap.addrs[2].dynamic = true;
-        let p = plan(&snap, None, None, None, vec![]).unwrap();
+        let p = decide(&snap, None, None, None, vec![]).unwrap();
         assert!(matches!(p.public_addr, PublicAddr::Auto { now: Some(_) }));
         let text = render(&p);
         assert!(text.contains("address = \"auto\""));

@@ -297,7 +297,7 @@ impl Running {
     /// and the journal and tried again at the next reconcile (a per-interface
     /// key whose interface comes up later, a key the unit may not write).
     fn ensure_sysctls(&mut self) -> anyhow::Result<()> {
-        let changes = self.sysctls.plan(&self.cfg.sysctls)?;
+        let changes = self.sysctls.pending(&self.cfg.sysctls)?;
         let mut problems = Vec::new();
         for c in &changes {
             if let Err(e) = self.sysctls.apply(std::slice::from_ref(c)) {

@@ -30,7 +30,7 @@ const HASH_SEED: u32 = 0x6864_6e64;
 
 /// A real server as the balancer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Backend {
+pub struct Endpoint {
     pub address: Ipv4Addr,
     pub port: u16,
 }
@@ -39,7 +39,7 @@ pub struct Backend {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BalancedService {
     pub name: String,
-    pub healthy: BTreeSet<Backend>,
+    pub healthy: BTreeSet<Endpoint>,
 }
 
 /// Health state the nftables balancer renders: per virtual service (same order
@@ -62,7 +62,7 @@ impl NftBalancer {
                     healthy: s
                         .reals
                         .iter()
-                        .map(|r| Backend {
+                        .map(|r| Endpoint {
                             address: r.address,
                             port: r.port,
                         })
@@ -73,7 +73,7 @@ impl NftBalancer {
     }
 
     /// Mark a real of a service up or down; returns true when that changed anything.
-    pub fn set_up(&mut self, service: &str, real: Backend, up: bool) -> bool {
+    pub fn set_up(&mut self, service: &str, real: Endpoint, up: bool) -> bool {
         let Some(s) = self.services.iter_mut().find(|s| s.name == service) else {
             return false;
         };
@@ -84,7 +84,7 @@ impl NftBalancer {
         }
     }
 
-    fn healthy(&self, service: &str) -> Option<&BTreeSet<Backend>> {
+    fn healthy(&self, service: &str) -> Option<&BTreeSet<Endpoint>> {
         self.services
             .iter()
             .find(|s| s.name == service)
@@ -175,7 +175,7 @@ fn dnat_rules(
     chain: &str,
     protos: &BTreeSet<Option<Proto>>,
     pre: &[Stmt],
-    to: Backend,
+    to: Endpoint,
     comment: &str,
 ) {
     for p in protos {
@@ -228,7 +228,7 @@ pub(super) fn render(cfg: &Config, bal: &NftBalancer, rs: &mut Ruleset) {
                     set: Cow::Owned(format!("@{set}")),
                 }));
             }
-            let to = Backend {
+            let to = Endpoint {
                 address: r.address,
                 port: r.port,
             };
@@ -249,7 +249,7 @@ pub(super) fn render(cfg: &Config, bal: &NftBalancer, rs: &mut Ruleset) {
                 &chain,
                 &protos,
                 &[],
-                Backend { address, port },
+                Endpoint { address, port },
                 &format!("{comment} sorry server"),
             );
         }
@@ -270,7 +270,7 @@ fn render_balance(cfg: &Config, bal: &NftBalancer, rs: &mut Ruleset) {
             .filter(|(_, r)| {
                 r.weight > 0
                     && healthy.is_some_and(|h| {
-                        h.contains(&Backend {
+                        h.contains(&Endpoint {
                             address: r.address,
                             port: r.port,
                         })
@@ -393,7 +393,7 @@ pub(super) fn render_unbalanced(cfg: &Config, _bal: &NftBalancer, rs: &mut Rules
 }
 
 /// Matches for a service's DNATed connections to one real (or sorry) server.
-fn to_real(s: &VirtualService, protos: &BTreeSet<Option<Proto>>, to: Backend) -> Vec<Vec<Stmt>> {
+fn to_real(s: &VirtualService, protos: &BTreeSet<Option<Proto>>, to: Endpoint) -> Vec<Vec<Stmt>> {
     match &s.key {
         VirtualKey::Fwmark { mark } => {
             vec![vec![mark_is(*mark), ct_dnat(), daddr(to.address.into())]]
@@ -416,17 +416,17 @@ fn to_real(s: &VirtualService, protos: &BTreeSet<Option<Proto>>, to: Backend) ->
     }
 }
 
-fn each_target(s: &VirtualService) -> Vec<Backend> {
-    let mut v: Vec<Backend> = s
+fn each_target(s: &VirtualService) -> Vec<Endpoint> {
+    let mut v: Vec<Endpoint> = s
         .reals
         .iter()
-        .map(|r| Backend {
+        .map(|r| Endpoint {
             address: r.address,
             port: r.port,
         })
         .collect();
     if let Some((address, port)) = s.sorry_server {
-        v.push(Backend { address, port });
+        v.push(Endpoint { address, port });
     }
     v
 }
@@ -507,14 +507,14 @@ mod tests {
         for r in &cfg.balancer.services[0].reals {
             bal.set_up(
                 "dns",
-                Backend {
+                Endpoint {
                     address: r.address,
                     port: r.port,
                 },
                 false,
             );
         }
-        let full: Vec<_> = super::super::plan(&cfg, Some(&bal))
+        let full: Vec<_> = super::super::build(&cfg, Some(&bal))
             .rules
             .into_iter()
             .filter(|r| r.chain == BALANCE_CHAIN)
@@ -543,7 +543,7 @@ mod tests {
                 healthy: BTreeSet::new(),
             }],
         };
-        let r = Backend {
+        let r = Endpoint {
             address: Ipv4Addr::new(10, 0, 0, 1),
             port: 80,
         };

@@ -22,8 +22,7 @@ pub mod nft;
 pub mod rollback;
 
 pub use balance::{
-    BALANCE_CHAIN, Backend as RealBackend, BalancedService, NftBalancer, balance_update,
-    scheduler_mode,
+    BALANCE_CHAIN, BalancedService, Endpoint, NftBalancer, balance_update, scheduler_mode,
 };
 
 use crate::config::model::{Action, Config, Nat, Origin, PortRange, Zone};
@@ -102,7 +101,7 @@ pub fn pair_chain(from: Zone, to: Zone) -> String {
 /// The whole desired ruleset as one nft transaction: add the table (so the
 /// delete cannot fail), delete it, add it again with all its content.
 pub fn ruleset(cfg: &Config, balancer: Option<&NftBalancer>) -> Nftables<'static> {
-    plan(cfg, balancer).to_nftables()
+    build(cfg, balancer).to_nftables()
 }
 
 /// The ruleset in structured form (chains, sets, rules with their origins).
@@ -112,7 +111,7 @@ pub fn ruleset(cfg: &Config, balancer: Option<&NftBalancer>) -> Nftables<'static
 /// marks to the public address and port forwards. Both only let traffic in,
 /// so the ruleset without them is closed where the full one is open; the
 /// daemon plans again once the address appears.
-pub fn plan(cfg: &Config, balancer: Option<&NftBalancer>) -> Ruleset {
+pub fn build(cfg: &Config, balancer: Option<&NftBalancer>) -> Ruleset {
     let public = cfg.public_ip().filter(|a| !a.is_unspecified());
     let mut rs = Ruleset::default();
     let b = Build { cfg, public };
@@ -691,7 +690,7 @@ mod tests {
         let opens_69 = |extra: &str| {
             let text = format!("{}{extra}", crate::config::test_text::INTERFACES);
             let cfg = crate::config::parse(&text, std::path::Path::new("t.toml")).unwrap();
-            plan(&cfg, None).rules.iter().any(|r| {
+            build(&cfg, None).rules.iter().any(|r| {
                 let json = serde_json::to_string(&r.stmts).unwrap();
                 r.chain == "input" && json.contains("\"eth0\"") && json.contains("69")
             })

@@ -327,7 +327,7 @@ pub fn reconcile(
         .into_iter()
         .map(|(k, v, _why)| (k, v))
         .collect();
-    let changes = proc_sys.plan(&want_sysctls)?;
+    let changes = proc_sys.pending(&want_sysctls)?;
     proc_sys.apply(&changes)?;
     report.sysctls = changes.into_iter().map(|c| (c.key, c.to)).collect();
     let owned = store.load()?;

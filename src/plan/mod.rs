@@ -118,7 +118,7 @@ pub fn nft_balancer(cfg: &Config, backend: Backend, health: &HealthMap) -> Optio
     }
     let mut bal = NftBalancer::all_up(cfg);
     for (t, state) in health.iter() {
-        let real = firewall::RealBackend {
+        let real = firewall::Endpoint {
             address: t.addr,
             port: t.port,
         };

@@ -6,7 +6,7 @@
 use super::common;
 
 use headnode::config;
-use headnode::firewall::{self, NftBalancer, RealBackend};
+use headnode::firewall::{self, Endpoint, NftBalancer};
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
@@ -33,7 +33,7 @@ fn render(cfg_path: &str, balancing: Balancing) -> String {
                 .filter(|s| names.contains(&s.name.as_str()))
             {
                 for r in &s.reals {
-                    let real = RealBackend {
+                    let real = Endpoint {
                         address: r.address,
                         port: r.port,
                     };

@@ -7,7 +7,7 @@ use super::common;
 
 use common::{Netns, veth};
 use headnode::config;
-use headnode::firewall::{NftBalancer, RealBackend, nft::Nft};
+use headnode::firewall::{Endpoint, NftBalancer, nft::Nft};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -594,7 +594,7 @@ fn nftables_balancer_with_real_traffic() {
     let cfg = config::load(&wcfg).expect("config");
     let nft = tp.nft();
     let mut bal = NftBalancer::all_up(&cfg);
-    let node = |i: u8| RealBackend {
+    let node = |i: u8| Endpoint {
         address: std::net::Ipv4Addr::new(192, 168, 1, 100 + i),
         port: 8000,
     };
