@@ -1,7 +1,9 @@
 //! `headnode check`: validate and summarise.
 
 use crate::cli::CheckArgs;
-use crate::config::model::{Nat, VirtualKey};
+use crate::config::Config;
+use crate::config::model::{Action, Nat, Proto, VirtualKey, Zone};
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 pub fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<()> {
@@ -69,6 +71,9 @@ pub fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<()> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     println!("  sysctls: {}", sysctls.join(", "));
+    for w in advertised_but_not_served(&cfg) {
+        println!("  warning: {w}");
+    }
     if args.explain {
         if cfg.services.is_empty() {
             println!("\nno [[service]] blocks to explain");
@@ -83,6 +88,140 @@ pub fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Services DHCP tells the nodes to find on this head node (TFTP by
+/// next_server or a tftp:// boot URL, DNS, NTP, HTTP boot URLs) that
+/// headnode does not serve here or the firewall rejects from loc; and
+/// TFTP served with a firewall that rejects its data.
+fn advertised_but_not_served(cfg: &Config) -> Vec<String> {
+    let me = cfg.private_ip();
+    let d = &cfg.dhcp;
+    let mut out = Vec::new();
+    // A transfer's data leaves from a new port: conntrack sees it as new
+    // traffic from fw to loc (the client's ACKs are its replies).
+    let fw = &cfg.firewall;
+    if cfg.tftp.is_some()
+        && fw.enabled
+        && fw.policies.get(&(Zone::Fw, Zone::Loc)) != Some(&Action::Accept)
+    {
+        out.push(
+            "[tftp] is on, but the fw to loc policy is not accept: TFTP data (from the server's new port to the node) is rejected; make it accept".to_string(),
+        );
+    }
+    if !d.enabled {
+        return out;
+    }
+    let hosts = || cfg.hosts.iter().filter_map(|h| h.dhcp.as_deref());
+    let boots = || d.boot.iter().chain(hosts().flat_map(|h| h.boot.iter()));
+    let files = || {
+        boots()
+            .map(|b| b.filename.as_str())
+            .chain(d.filename.as_deref())
+            .chain(hosts().filter_map(|h| h.filename.as_deref()))
+    };
+    let tftp_url = format!("tftp://{me}/");
+    let next_server_is_me = d.next_server == Some(me)
+        || hosts().any(|h| h.next_server == Some(me))
+        || boots().any(|b| b.next_server == Some(me));
+    if (next_server_is_me || files().any(|f| f.starts_with(&tftp_url))) && cfg.tftp.is_none() {
+        let closed = if closed_from_loc(cfg, Proto::Udp, 69) {
+            "and the firewall rejects it from loc"
+        } else {
+            "so another TFTP server must run here"
+        };
+        out.push(format!(
+            "DHCP sends nodes to {me} for TFTP, but [tftp] is off {closed}; add [tftp] root = \"/srv/tftp\""
+        ));
+    }
+    let names_me = |l: &[Ipv4Addr]| l.contains(&me);
+    let dns =
+        names_me(&d.dns_servers) || hosts().any(|h| h.dns_servers.as_deref().is_some_and(names_me));
+    for (asked, what, proto, port) in [
+        (dns, "DNS (dns_servers)", Proto::Udp, 53),
+        (
+            names_me(&d.ntp_servers),
+            "NTP (ntp_servers)",
+            Proto::Udp,
+            123,
+        ),
+        (
+            files().any(|f| f.starts_with(&format!("http://{me}/"))),
+            "HTTP boot (a boot URL)",
+            Proto::Tcp,
+            80,
+        ),
+    ] {
+        if asked && closed_from_loc(cfg, proto, port) {
+            out.push(format!(
+                "DHCP sends nodes to {me} for {what}, but headnode does not serve it and the firewall rejects {proto:?} port {port} from loc; add a [[firewall.rule]] from loc to fw for it, or name another server"
+            ));
+        }
+    }
+    out
+}
+
+/// Does the firewall reject `proto`/`port` from loc to this box? (Open when
+/// the firewall is off, loc to fw accepts, or an accept rule names it.)
+fn closed_from_loc(cfg: &Config, proto: Proto, port: u16) -> bool {
+    let fw = &cfg.firewall;
+    if !fw.enabled || fw.policies.get(&(Zone::Loc, Zone::Fw)) == Some(&Action::Accept) {
+        return false;
+    }
+    !fw.rules.iter().any(|r| {
+        r.from == Zone::Loc
+            && r.to == Zone::Fw
+            && r.action == Action::Accept
+            && r.proto.is_none_or(|p| p == proto)
+            && (r.ports.is_empty() || r.ports.iter().any(|p| (p.first..=p.last).contains(&port)))
+    })
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warnings(extra: &str) -> Vec<String> {
+        let text = format!("{}{extra}", crate::config::test_text::INTERFACES);
+        advertised_but_not_served(&crate::config::parse(&text, Path::new("t.toml")).unwrap())
+    }
+
+    #[test]
+    fn services_advertised_on_the_head_node_must_be_served_and_open() {
+        assert!(warnings("").is_empty());
+        let tftp = warnings("[dhcp]\nnext_server = \"192.168.1.254\"\nfilename = \"pxelinux.0\"\n");
+        assert_eq!(tftp.len(), 1);
+        assert!(
+            tftp[0].contains("TFTP") && tftp[0].contains("firewall rejects"),
+            "{tftp:?}"
+        );
+        let served = "[tftp]\nroot = \"/srv/tftp\"\n";
+        assert!(
+            warnings(&format!(
+                "[dhcp]\nnext_server = \"192.168.1.254\"\n{served}"
+            ))
+            .is_empty()
+        );
+        // Another box serves TFTP: nothing to say.
+        assert!(warnings("[dhcp]\nnext_server = \"192.168.1.10\"\n").is_empty());
+        let boot =
+            "[[dhcp.boot]]\nuser_class = \"iPXE\"\nfilename = \"tftp://192.168.1.254/boot.ipxe\"\n";
+        assert_eq!(warnings(boot).len(), 1);
+        let dns_ntp = warnings(
+            "[dhcp]\ndns_servers = [\"192.168.1.254\"]\nntp_servers = [\"192.168.1.254\"]\n",
+        );
+        assert_eq!(dns_ntp.len(), 2, "{dns_ntp:?}");
+        assert!(dns_ntp[0].contains("DNS") && dns_ntp[1].contains("NTP"));
+        // A rule that opens NTP from loc answers that one.
+        let open = "[dhcp]\nntp_servers = [\"192.168.1.254\"]\n[[firewall.rule]]\naction = \"accept\"\nfrom = \"loc\"\nto = \"fw\"\nproto = \"udp\"\nports = [123]\n";
+        assert!(warnings(open).is_empty());
+        let closed = format!(
+            "{served}[[firewall.policy]]\nfrom = \"fw\"\nto = \"loc\"\naction = \"reject\"\n"
+        );
+        assert!(warnings(&closed)[0].contains("fw to loc"));
+        let off = "[dhcp]\nenabled = false\nntp_servers = [\"192.168.1.254\"]\n";
+        assert!(warnings(off).is_empty());
+    }
 }
