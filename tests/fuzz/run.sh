@@ -11,6 +11,11 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(dhcp_request config_text lease_file)
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    # HEADNODE_TEST_STRICT=1 (CI): a fuzz run that cannot happen fails.
+    if [[ ${HEADNODE_TEST_STRICT:-0} == 1 ]]; then
+        echo "FAIL fuzz: no nightly toolchain (cargo-fuzz needs it); HEADNODE_TEST_STRICT=1 makes that a failure"
+        exit 1
+    fi
     echo "SKIP fuzz: no nightly toolchain (cargo-fuzz needs it)"
     exit 0
 fi

@@ -6,6 +6,7 @@
 //! it and deletes it, also when the test fails.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,31 +24,49 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// True when the test may create namespaces; otherwise prints why it skips.
-pub fn can_netns(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    if uid != 0 {
-        eprintln!("SKIP {test}: needs root to create network namespaces");
-        return false;
+/// The variable `.ci/run` sets to `1`: a test that cannot run here (not root,
+/// a program missing, a kernel feature missing) then fails, naming what was
+/// missing, instead of passing without having run.
+pub const STRICT: &str = "HEADNODE_TEST_STRICT";
+
+/// The one way a test gives up: `missing` says what this machine lacks. Under
+/// `HEADNODE_TEST_STRICT=1` it panics; otherwise it prints `SKIP` and returns
+/// false, so a test reads `if !common::can_netns(&["nft"]) { return; }`.
+pub fn cannot_run(missing: &str) -> bool {
+    // libtest names each test's thread after the test.
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("this test");
+    if std::env::var(STRICT).is_ok_and(|v| v == "1") {
+        panic!("{test} cannot run here: it needs {missing}; {STRICT}=1 makes that a failure");
     }
-    if Command::new("ip").arg("-V").output().is_err() {
-        eprintln!("SKIP {test}: iproute2 `ip` is not installed");
-        return false;
-    }
-    true
+    // Straight to stderr: libtest hides what a passing test prints with
+    // eprintln!, and a skip must be seen.
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: needs {missing}");
+    false
 }
 
-/// True when `prog` is on PATH; otherwise prints why the test skips.
-pub fn have(test: &str, prog: &str) -> bool {
-    let found = Command::new("sh")
+/// True when the test may create network namespaces (root, iproute2) and
+/// every program in `programs` is on PATH; otherwise [`cannot_run`] with all
+/// that is missing.
+pub fn can_netns(programs: &[&str]) -> bool {
+    let mut missing = Vec::new();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        missing.push("root (to create network namespaces)".to_string());
+    }
+    for prog in std::iter::once(&"ip").chain(programs) {
+        if !on_path(prog) {
+            missing.push(format!("`{prog}` (tests/setup.sh installs it)"));
+        }
+    }
+    missing.is_empty() || cannot_run(&missing.join(", "))
+}
+
+fn on_path(prog: &str) -> bool {
+    Command::new("sh")
         .args(["-c", &format!("command -v {prog}")])
         .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("SKIP {test}: `{prog}` is not installed (tests/setup.sh installs it)");
-    }
-    found
+        .is_ok_and(|o| o.status.success())
 }
 
 pub struct Netns {

@@ -6,7 +6,7 @@
 
 use super::common;
 
-use common::{Netns, can_netns, have, headnode, veth, wait_for};
+use common::{Netns, can_netns, headnode, veth, wait_for};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -223,10 +223,7 @@ fn table_exists(ns: &Netns) -> bool {
 
 #[test]
 fn daemon_serves_repairs_drift_reloads_and_keeps_the_firewall_on_stop() {
-    if !can_netns("daemon lifecycle")
-        || !have("daemon lifecycle", "nft")
-        || !have("daemon lifecycle", "busybox")
-    {
+    if !can_netns(&["nft", "busybox"]) {
         return;
     }
     let mut lab = Lab::new("dl", &["00:12:34:56:78:91"]);
@@ -391,10 +388,7 @@ fn serve(node: &mut Netns, dir: &Path, text: &str, port: u16) -> u32 {
 
 #[test]
 fn health_checks_steer_the_nftables_balancer() {
-    if !can_netns("health balancing")
-        || !have("health balancing", "curl")
-        || !have("health balancing", "busybox")
-    {
+    if !can_netns(&["curl", "busybox"]) {
         return;
     }
     let mut lab = Lab::new(
@@ -506,7 +500,7 @@ sorry_server = "sorry:8000"
 
 #[test]
 fn status_exit_codes_say_what_is_wrong() {
-    if !can_netns("status exit codes") || !have("status exit codes", "busybox") {
+    if !can_netns(&["busybox"]) {
         return;
     }
     let mut lab = Lab::new("pre", &["00:12:34:56:78:91"]);
@@ -585,7 +579,7 @@ backend = "nftables"
 
 #[test]
 fn reload_fails_when_nft_refuses_the_new_ruleset_and_the_old_one_stays() {
-    if !can_netns("reload truth") || !have("reload truth", "nft") {
+    if !can_netns(&["nft"]) {
         return;
     }
     let mut lab = Lab::new("prl", &[]);
@@ -674,7 +668,7 @@ fn with_port(base: &str, port: u16) -> String {
 
 #[test]
 fn apply_confirm_and_clear_go_through_the_running_daemon() {
-    if !can_netns("apply through the daemon") || !have("apply through the daemon", "nft") {
+    if !can_netns(&["nft"]) {
         return;
     }
     let mut lab = Lab::new("pra", &[]);
@@ -766,7 +760,7 @@ fn apply_confirm_and_clear_go_through_the_running_daemon() {
 
 #[test]
 fn a_confirm_window_survives_a_daemon_restart() {
-    if !can_netns("confirm across restarts") || !have("confirm across restarts", "nft") {
+    if !can_netns(&["nft"]) {
         return;
     }
     let mut lab = Lab::new("prc", &[]);
@@ -829,8 +823,7 @@ fn attempt(lab: &Lab, port: u16) -> (i32, String, Duration) {
 
 #[test]
 fn all_reals_down_refuses_at_once_and_the_first_back_serves_after_one_check() {
-    let t = "all reals down";
-    if !can_netns(t) || !have(t, "curl") || !have(t, "busybox") || !have(t, "nft") {
+    if !can_netns(&["curl", "busybox", "nft"]) {
         return;
     }
     let mut lab = Lab::new("ipfb", &["00:12:34:56:78:91", "00:12:34:56:78:92"]);
@@ -956,11 +949,7 @@ real = ["node1:8000"]
 /// first packet; the address is followed once it comes and when it changes.
 #[test]
 fn boot_without_the_public_address_is_closed_and_follows_it() {
-    if !can_netns("boot without address")
-        || !have("boot without address", "nft")
-        || !have("boot without address", "busybox")
-        || !have("boot without address", "curl")
-    {
+    if !can_netns(&["nft", "busybox", "curl"]) {
         return;
     }
     let mut lab = Lab::new("ba", &[]);
@@ -1029,11 +1018,7 @@ fn boot_without_the_public_address_is_closed_and_follows_it() {
 /// the daemon starts for real once the config is fixed.
 #[test]
 fn boot_with_a_broken_config_loads_the_last_ruleset_or_the_minimal_one() {
-    if !can_netns("boot with broken config")
-        || !have("boot with broken config", "nft")
-        || !have("boot with broken config", "busybox")
-        || !have("boot with broken config", "curl")
-    {
+    if !can_netns(&["nft", "busybox", "curl"]) {
         return;
     }
     let mut lab = Lab::new("bb", &[]);
@@ -1130,7 +1115,7 @@ fn boot_with_a_broken_config_loads_the_last_ruleset_or_the_minimal_one() {
 /// not there), does not stop the start: status reports it.
 #[test]
 fn an_optional_sysctl_that_fails_is_reported_not_fatal() {
-    if !can_netns("optional sysctl") || !have("optional sysctl", "nft") {
+    if !can_netns(&["nft"]) {
         return;
     }
     let mut lab = Lab::new("os", &[]);

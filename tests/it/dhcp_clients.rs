@@ -5,7 +5,7 @@
 use super::common;
 
 use super::dhcp_lan::*;
-use common::{Netns, can_netns, have, headnode, wait_for};
+use common::{Netns, can_netns, headnode, wait_for};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
@@ -58,7 +58,7 @@ fn default_route(cli: &Netns) -> String {
 
 #[test]
 fn udhcpc_gets_its_reservation_and_strangers_get_nothing() {
-    if !can_netns("udhcpc_gets_its_reservation") || !have("udhcpc", "udhcpc") {
+    if !can_netns(&["udhcpc"]) {
         return;
     }
     let mut lan = Lan::new("udhcpc");
@@ -119,7 +119,7 @@ fn udhcpc_gets_its_reservation_and_strangers_get_nothing() {
 
 #[test]
 fn dhclient_gets_its_reservation() {
-    if !can_netns("dhclient_gets_its_reservation") || !have("dhclient", "dhclient") {
+    if !can_netns(&["dhclient"]) {
         return;
     }
     let mut lan = Lan::new("dhclient");
@@ -178,7 +178,7 @@ fn dhclient_gets_its_reservation() {
 
 #[test]
 fn dhcpcd_gets_its_reservation() {
-    if !can_netns("dhcpcd_gets_its_reservation") || !have("dhcpcd", "dhcpcd") {
+    if !can_netns(&["dhcpcd"]) {
         return;
     }
     let mut lan = Lan::new("dhcpcd");
@@ -232,7 +232,7 @@ fn dhcpcd_gets_its_reservation() {
 
 #[test]
 fn public_side_gets_no_offer_and_default_route_interface_is_refused() {
-    if !can_netns("public_side_gets_no_offer") || !have("udhcpc", "udhcpc") {
+    if !can_netns(&["udhcpc"]) {
         return;
     }
     let mut lan = Lan::new("public");
@@ -286,7 +286,7 @@ fn public_side_gets_no_offer_and_default_route_interface_is_refused() {
 
 #[test]
 fn sighup_reload_adds_reservations_and_survives_a_bad_config() {
-    if !can_netns("sighup_reload") || !have("udhcpc", "udhcpc") {
+    if !can_netns(&["udhcpc"]) {
         return;
     }
     let mut lan = Lan::new("reload");
@@ -364,7 +364,7 @@ fn logged(lan: &Lan, line: &str, before: usize) {
 
 #[test]
 fn the_server_follows_the_lan_through_recreate_rename_down_up_and_readdress() {
-    if !can_netns("follows_the_lan") || !have("udhcpc", "udhcpc") {
+    if !can_netns(&["udhcpc"]) {
         return;
     }
     let mut lan = Lan::new("follow");

@@ -5,13 +5,9 @@
 use super::common;
 
 use super::dhcp_lan::*;
-use common::{can_netns, have, wait_for};
+use common::{can_netns, wait_for};
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-fn ready(test: &str) -> bool {
-    can_netns(test) && have(test, "python3")
-}
 
 const POOL2: &str = "[dhcp.pool]\nstart = \"192.168.77.100\"\nend = \"192.168.77.101\"\n";
 const A: &str = "02:00:00:00:0a:01";
@@ -20,7 +16,7 @@ const C: &str = "02:00:00:00:0c:01";
 
 #[test]
 fn pool_leases_survive_restart_and_release_frees() {
-    if !ready("pool_leases_survive_restart") {
+    if !can_netns(&["python3"]) {
         return;
     }
     let mut lan = Lan::new("pool");
@@ -85,7 +81,7 @@ fn pool_leases_survive_restart_and_release_frees() {
 
 #[test]
 fn kill_9_loses_no_acknowledged_lease() {
-    if !ready("kill_9_loses_no_acknowledged_lease") {
+    if !can_netns(&["python3"]) {
         return;
     }
     let mut lan = Lan::wide("kill9");
@@ -149,7 +145,7 @@ fn kill_9_loses_no_acknowledged_lease() {
 
 #[test]
 fn corrupt_lease_file_is_reported_and_good_leases_kept() {
-    if !ready("corrupt_lease_file") {
+    if !can_netns(&["python3"]) {
         return;
     }
     let mut lan = Lan::new("corrupt");
@@ -186,7 +182,7 @@ fn corrupt_lease_file_is_reported_and_good_leases_kept() {
 
 #[test]
 fn an_unreadable_lease_file_refuses_the_pool_but_serves_reservations_until_it_works() {
-    if !ready("unreadable_lease_file") {
+    if !can_netns(&["python3"]) {
         return;
     }
     let mut lan = Lan::new("unreadable");
@@ -219,7 +215,7 @@ fn an_unreadable_lease_file_refuses_the_pool_but_serves_reservations_until_it_wo
 
 #[test]
 fn reload_moves_clients_at_their_next_renewal() {
-    if !ready("reload_moves_clients") {
+    if !can_netns(&["python3"]) {
         return;
     }
     let mut lan = Lan::new("reload-pool");
@@ -258,7 +254,7 @@ fn reload_moves_clients_at_their_next_renewal() {
 
 #[test]
 fn malformed_packets_and_floods_are_counted_and_do_not_stop_service() {
-    if !ready("malformed_packets") {
+    if !can_netns(&["python3"]) {
         return;
     }
     let mut lan = Lan::new("garbage");

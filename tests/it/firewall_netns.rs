@@ -221,12 +221,7 @@ fn tables(head: &Netns) -> String {
 
 #[test]
 fn firewall_with_real_traffic() {
-    let t = "firewall_with_real_traffic";
-    if !common::can_netns(t)
-        || !common::have(t, "nft")
-        || !common::have(t, "python3")
-        || !common::have(t, "curl")
-    {
+    if !common::can_netns(&["nft", "python3", "curl"]) {
         return;
     }
     let mut tp = topo("fw");
@@ -418,12 +413,7 @@ fn last_rule_handle(head: &Netns, chain: &str) -> String {
 /// the units' capabilities (plan without nft syntax).
 #[test]
 fn apply_compares_with_its_record_of_the_last_load() {
-    let t = "apply_compares_with_its_record_of_the_last_load";
-    if !common::can_netns(t)
-        || !common::have(t, "nft")
-        || !common::have(t, "python3")
-        || !common::have(t, "curl")
-    {
+    if !common::can_netns(&["nft", "python3", "curl"]) {
         return;
     }
     let tp = topo("fr");
@@ -524,12 +514,7 @@ fn apply_compares_with_its_record_of_the_last_load() {
 
 #[test]
 fn nftables_balancer_with_real_traffic() {
-    let t = "nftables_balancer_with_real_traffic";
-    if !common::can_netns(t)
-        || !common::have(t, "nft")
-        || !common::have(t, "python3")
-        || !common::have(t, "curl")
-    {
+    if !common::can_netns(&["nft", "python3", "curl"]) {
         return;
     }
     let mut tp = topo("lb");

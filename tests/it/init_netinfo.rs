@@ -42,7 +42,7 @@ fn two_links() -> (Netns, Netns) {
 
 #[test]
 fn links_addresses_and_flags_match_ip() {
-    if !common::can_netns("links_addresses_and_flags_match_ip") {
+    if !common::can_netns(&[]) {
         return;
     }
     let (ns, peer) = two_links();
@@ -93,7 +93,7 @@ fn links_addresses_and_flags_match_ip() {
 
 #[test]
 fn default_route_is_the_main_tables_lowest_metric() {
-    if !common::can_netns("default_route_is_the_main_tables_lowest_metric") {
+    if !common::can_netns(&[]) {
         return;
     }
     let (ns, _peer) = two_links();
@@ -167,7 +167,7 @@ fn default_route_is_the_main_tables_lowest_metric() {
 
 #[test]
 fn multipath_default_route_uses_its_first_hop() {
-    if !common::can_netns("multipath_default_route_uses_its_first_hop") {
+    if !common::can_netns(&[]) {
         return;
     }
     let (ns, _peer) = two_links();

@@ -7,7 +7,7 @@
 
 use super::common;
 
-use common::{Netns, can_netns, have, headnode, veth, wait_for};
+use common::{Netns, can_netns, headnode, veth, wait_for};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -171,7 +171,7 @@ fn fetch(sock: &UdpSocket, name: &str) -> Result<Vec<u8>, (u16, String)> {
 
 #[test]
 fn tftp_served_to_real_clients_and_safe_against_hostile_ones() {
-    if !can_netns("tftp_netns") || !have("tftp_netns", "tftp") || !have("tftp_netns", "curl") {
+    if !can_netns(&["tftp", "curl"]) {
         return;
     }
     let mut lab = Lab::new();
