@@ -192,9 +192,11 @@ impl Checks {
 
     /// Check every real server at `addr` now rather than at its next
     /// interval (for a node that has just taken its DHCP lease); the next
-    /// periodic check then comes one interval later. Returns how many checks
-    /// were started: 0 when `addr` is no checked real server. A check already
-    /// under way is followed by one more.
+    /// periodic check then comes one interval later. When that check fails
+    /// (the node's service is not up yet), it looks again after 0.5 s, 1 s,
+    /// 2 s, ... while that is sooner than the interval. Returns how many
+    /// checks were started: 0 when `addr` is no checked real server. A check
+    /// already under way is followed by one more.
     pub fn check_now(&self, addr: Ipv4Addr) -> usize {
         let wake = self.now.get(&addr).map_or(&[][..], Vec::as_slice);
         for n in wake {
@@ -232,6 +234,18 @@ pub fn spawn(services: &[VirtualService]) -> Checks {
     }
 }
 
+/// The first look again after a `check_now` that failed; then 2x, 4x, ...
+/// while shorter than the check's interval.
+const FIRST_FOLLOW_UP: Duration = Duration::from_millis(500);
+
+/// Resolves at `at`; never without it.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The check of one real server.
 struct One {
     /// Its index in `service`, every real of its service.
@@ -248,12 +262,30 @@ impl One {
         let mut tracker = Tracker::new(self.check.rise, self.check.fall);
         let mut tick = tokio::time::interval(self.check.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // After `check_now` fails (a node that just took its lease is often
+        // not serving yet): when to look again, and the delay that led there.
+        let mut follow_up: Option<(tokio::time::Instant, Duration)> = None;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = self.wake.notified() => tick.reset(),
-            }
+            let woken = tokio::select! {
+                _ = tick.tick() => false,
+                () = self.wake.notified() => {
+                    tick.reset();
+                    follow_up = None;
+                    true
+                }
+                () = until(follow_up.map(|(at, _)| at)) => true,
+            };
             let result = probe(&self.check.kind, addr, self.check.timeout).await;
+            // Look again soon, backing off, until it answers or the regular
+            // interval is sooner.
+            follow_up = match (woken, result.is_ok()) {
+                (true, false) => {
+                    let delay = follow_up.map_or(FIRST_FOLLOW_UP, |(_, d)| d * 2);
+                    (delay < self.check.interval)
+                        .then(|| (tokio::time::Instant::now() + delay, delay))
+                }
+                _ => None,
+            };
             let others_up = {
                 let map = tx.borrow();
                 (self.service.iter().enumerate()).any(|(i, t)| i != self.me && map.is_up(t))
@@ -572,6 +604,30 @@ mod tests {
         tokio::time::timeout(T, rx.wait_for(|m| m.is_up(&t)))
             .await
             .expect("restored by the one check it was asked for")
+            .unwrap();
+        drop(checks);
+    }
+
+    #[tokio::test]
+    async fn check_now_looks_again_soon_until_the_node_serves() {
+        let dead = closed_port().await;
+        let s = service_with(&[dead], CheckKind::Tcp, Duration::from_secs(3600), 1, 1);
+        let checks = spawn(std::slice::from_ref(&s));
+        let mut rx = checks.subscribe();
+        let t = Target::of(&s, &s.reals[0]);
+        tokio::time::timeout(T, rx.wait_for(|m| !m.is_up(&t)))
+            .await
+            .expect("down after its first check")
+            .unwrap();
+        // The lease comes before the node's server: the check at once fails.
+        assert_eq!(checks.check_now(*dead.ip()), 1);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(!rx.borrow().is_up(&t));
+        let _l = listen(dead).await;
+        // Looked at again at 0.5 + 1 + 2 s after the wake, not in an hour.
+        tokio::time::timeout(Duration::from_secs(4), rx.wait_for(|m| m.is_up(&t)))
+            .await
+            .expect("restored by a follow-up look")
             .unwrap();
         drop(checks);
     }

@@ -120,7 +120,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
                 let map = health.borrow_and_update().clone();
                 state.health_changed(map).await;
             }
-            ended = state.dhcp_end() => state.dhcp_ended(ended),
+            event = state.next_dhcp_event() => state.dhcp_event(event),
             () = until(confirm_deadline) => state.roll_back().await,
             Some(msg) = ctl_rx.recv() => {
                 let answer = match msg.req {

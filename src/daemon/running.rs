@@ -412,17 +412,32 @@ impl Running {
         }
     }
 
-    /// Resolves when the DHCP server ends without being asked to (never,
-    /// without one); the daemon then calls `dhcp_ended`.
-    pub(super) async fn dhcp_end(&mut self) -> Result<(), DhcpError> {
+    /// The DHCP server's next event (never, without one): an ACK, or its
+    /// end without being asked to; the daemon then calls `dhcp_event`.
+    pub(super) async fn next_dhcp_event(&mut self) -> dhcp::Event {
         match self.dhcp.as_mut() {
-            Some(d) => d.wait().await,
+            Some(d) => d.next_event().await,
             None => std::future::pending().await,
         }
     }
 
+    pub(super) fn dhcp_event(&mut self, event: dhcp::Event) {
+        match event {
+            // A real server that just took its lease is checked at once
+            // rather than at the next interval.
+            dhcp::Event::Acked(ip) => {
+                if let Some(checks) = &self.checks
+                    && checks.check_now(ip) > 0
+                {
+                    tracing::debug!(%ip, "real server took its lease: checking it now");
+                }
+            }
+            dhcp::Event::Ended(why) => self.dhcp_ended(why),
+        }
+    }
+
     /// Start an ended DHCP server again, and count it.
-    pub(super) fn dhcp_ended(&mut self, why: Result<(), DhcpError>) {
+    fn dhcp_ended(&mut self, why: Result<(), DhcpError>) {
         self.dhcp = None;
         self.dhcp_restarts += 1;
         let why = why.err().map_or("no error".to_string(), |e| e.to_string());

@@ -232,6 +232,10 @@ struct Shared {
     /// Replies handed to the lease writer and not sent yet.
     held: AtomicUsize,
     stop: Arc<AtomicBool>,
+    /// The address of every ACK, for the daemon (a real server that just
+    /// took its lease is health-checked at once). Dropped when full: the
+    /// periodic checks cover what is missed.
+    acked: tokio::sync::mpsc::Sender<Ipv4Addr>,
 }
 
 /// What the server is doing, for `status`.
@@ -265,6 +269,8 @@ pub struct Server {
     thread: Option<std::thread::JoinHandle<Result<(), DhcpError>>>,
     /// Closed when the server thread ends.
     done: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// The addresses ACKed, until the daemon takes the receiver.
+    acked: Option<tokio::sync::mpsc::Receiver<Ipv4Addr>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -284,6 +290,18 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// What a running server tells the daemon.
+#[derive(Debug)]
+pub enum Event {
+    /// An ACK for this address went out (or waits for the lease file).
+    Acked(Ipv4Addr),
+    /// The server ended without being asked to.
+    Ended(Result<(), DhcpError>),
+}
+
+/// ACKed addresses the daemon has not read yet, at most.
+const ACKED_QUEUE: usize = 256;
 
 /// How often a lease file that could not be opened is tried again.
 const REOPEN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -340,6 +358,7 @@ impl Server {
             db.len(),
             path.display()
         );
+        let (acked_tx, acked) = tokio::sync::mpsc::channel(ACKED_QUEUE);
         let shared = Arc::new(Shared {
             pool_ok: AtomicBool::new(file.is_some()),
             core: Mutex::new(Core { tables, db }),
@@ -347,6 +366,7 @@ impl Server {
             status: Mutex::new(status),
             held: AtomicUsize::new(0),
             stop: Arc::new(AtomicBool::new(false)),
+            acked: acked_tx,
         });
         let (job_tx, job_rx) = std_mpsc::channel::<Job>();
         let wsh = shared.clone();
@@ -380,6 +400,7 @@ impl Server {
             lease_file: path,
             thread: Some(thread),
             done: Some(done),
+            acked: Some(acked),
         })
     }
     /// Serve a new config: reservations and options change at once,
@@ -460,6 +481,32 @@ impl Server {
             let _ = done.await;
             self.done = None;
         }
+        self.join()
+    }
+
+    /// The next ACK's address, or the end of the server (what `wait` gives).
+    pub async fn next_event(&mut self) -> Event {
+        let (acked, done) = (&mut self.acked, &mut self.done);
+        let ack = async {
+            match acked.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => None,
+            }
+        };
+        let end = async {
+            if let Some(d) = done.as_mut() {
+                let _ = d.await;
+            }
+        };
+        tokio::select! {
+            Some(ip) = ack => return Event::Acked(ip),
+            () = end => {}
+        }
+        self.done = None;
+        Event::Ended(self.join())
+    }
+
+    fn join(&mut self) -> Result<(), DhcpError> {
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err(DhcpError::Io(io::Error::other("the DHCP thread panicked"))),
@@ -696,6 +743,14 @@ impl Loop {
                     T::Nak => &c.naks,
                     _ => &c.acks,
                 });
+                if kind == T::Ack
+                    && let Some(yiaddr) = self.out.get(16..20)
+                {
+                    let yiaddr = Ipv4Addr::new(yiaddr[0], yiaddr[1], yiaddr[2], yiaddr[3]);
+                    if !yiaddr.is_unspecified() {
+                        let _ = self.shared.acked.try_send(yiaddr);
+                    }
+                }
                 // The record is kept even when its ACK is dropped below:
                 // the binding is already made, and the retry finds it.
                 if let Some(r) = record {
@@ -913,10 +968,15 @@ end = "192.168.1.200"
     }
 
     fn shared(extra: &str) -> Arc<Shared> {
+        shared_with_acks(extra).0
+    }
+
+    fn shared_with_acks(extra: &str) -> (Arc<Shared>, tokio::sync::mpsc::Receiver<Ipv4Addr>) {
+        let (acked, acks) = tokio::sync::mpsc::channel(ACKED_QUEUE);
         let text = format!("{}{extra}", crate::config::test_text::INTERFACES);
         let cfg = crate::config::parse(&text, Path::new("t.toml")).expect("valid");
         let tables = Arc::new(Tables::new(&cfg));
-        Arc::new(Shared {
+        let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 db: LeaseDb::new(tables.pool),
                 tables,
@@ -926,7 +986,40 @@ end = "192.168.1.200"
             pool_ok: AtomicBool::new(true),
             held: AtomicUsize::new(0),
             stop: Arc::new(AtomicBool::new(false)),
-        })
+            acked,
+        });
+        (shared, acks)
+    }
+
+    #[test]
+    fn an_ack_tells_the_daemon_its_address_and_an_offer_does_not() {
+        let host =
+            "[[host]]\nname = \"n1\"\nmac = \"02:00:00:00:00:01\"\naddress = \"192.168.1.10\"\n";
+        let (shared, mut acks) = shared_with_acks(host);
+        let mut lp = Loop::new("eth0".into(), shared.clone());
+        let mut core = lock(&shared.core);
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind"));
+        let mut job = Job::default();
+        let now = 1_800_000_000;
+        let mac = [2, 0, 0, 0, 0, 1];
+        lp.handle(
+            &packet(MessageType::Discover, mac, vec![]),
+            &mut core,
+            now,
+            &sock,
+            &mut job,
+        );
+        assert!(acks.try_recv().is_err(), "an OFFER is no lease yet");
+        let request = packet(
+            MessageType::Request,
+            mac,
+            vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                192, 168, 1, 10,
+            ))],
+        );
+        lp.handle(&request, &mut core, now, &sock, &mut job);
+        assert_eq!(lp.shared.counters.snapshot().acks, 1);
+        assert_eq!(acks.try_recv().ok(), Some(Ipv4Addr::new(192, 168, 1, 10)));
     }
 
     #[test]

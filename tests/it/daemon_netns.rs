@@ -1126,3 +1126,62 @@ fn an_optional_sysctl_that_fails_is_reported_not_fatal() {
     assert!(problems.contains("net.ipv4.conf.bond7.rp_filter"), "{v:#}");
     assert_eq!(v["firewall"]["state"], "in_sync", "{v:#}");
 }
+
+/// A real server that takes its DHCP lease is health-checked at once: with
+/// a 30 s check interval it serves within seconds of its lease, not at the
+/// next interval.
+#[test]
+fn a_real_that_takes_its_lease_is_checked_at_once() {
+    let t = "checked at lease";
+    if !can_netns(t) || !have(t, "curl") || !have(t, "busybox") || !have(t, "nft") {
+        return;
+    }
+    let mut lab = Lab::new("ack", &["00:12:34:56:78:91"]);
+    write_config(
+        &lab,
+        r#"
+[[host]]
+name = "node1"
+mac = "00:12:34:56:78:91"
+address = "192.168.1.101"
+
+[[service]]
+name = "web"
+port = 8000
+real = ["node1:8000"]
+health = { check = "tcp", interval = "30s", timeout = "500ms", rise = 1, fall = 1 }
+
+[balancer]
+backend = "nftables"
+"#,
+    );
+    lab.start_daemon();
+    // The node has no address yet: its first check fails, it is drained.
+    let down = wait_for(Duration::from_secs(5), || {
+        lab.log().contains("health: down").then_some(())
+    });
+    assert!(down.is_some(), "{}", lab.log());
+    let dir = lab.dir.clone();
+    let mut nodes = std::mem::take(&mut lab.nodes);
+    serve(&mut nodes[0], &dir, "NODE1", 8000);
+    lab.nodes = nodes;
+    // It boots: takes its lease, and its server is up.
+    let out = udhcpc(&lab.nodes[0]);
+    assert!(out.contains("lease of 192.168.1.101 obtained"), "{out}");
+    lab.nodes[0].ok(&["ip", "route", "replace", "default", "via", "192.168.1.254"]);
+    let leased = std::time::Instant::now();
+    let served = wait_for(Duration::from_secs(10), || {
+        (lab.get(8000) == "NODE1").then_some(())
+    });
+    assert!(
+        served.is_some(),
+        "not served after its lease:\n{}",
+        lab.log()
+    );
+    assert!(
+        leased.elapsed() < Duration::from_secs(5),
+        "served {:?} after its lease (interval 30 s):\n{}",
+        leased.elapsed(),
+        lab.log()
+    );
+}
