@@ -3,7 +3,7 @@
 # Idempotent: skips what is already there. Run as root.
 set -euo pipefail
 pkgs=(nftables iproute2 isc-dhcp-client udhcpc dhcpcd-base busybox-static ipvsadm
-      python3 qemu-system-x86 ipxe-qemu cpio gzip procps curl tftp-hpa
+      python3 qemu-system-x86 ipxe-qemu ovmf cpio gzip procps curl tftp-hpa
       lintian debootstrap file man-db)
 missing=()
 for p in "${pkgs[@]}"; do

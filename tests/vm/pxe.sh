@@ -5,12 +5,12 @@
 # on a tap device bridged to that LAN gets an address, is handed boot.ipxe
 # because it says it is iPXE (option 77), loads a kernel and an initramfs
 # by TFTP, boots, and its init leases an address again and prints the line
-# this script waits for.
+# this script waits for. Once with BIOS firmware, once with UEFI (OVMF).
 #
 #   tests/vm/pxe.sh     prints "pxe: passed" and exits 0, or says what failed
 #
 # Needs root, qemu-system-x86_64, ipxe-qemu, busybox-static, cpio, apt-get
-# and dpkg-deb (tests/setup.sh installs them). The kernel is the one
+# and dpkg-deb (tests/setup.sh installs them) and ovmf. The kernel is the one
 # tests/vm/run.sh uses (cached in tests/vm/cache).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -106,10 +106,11 @@ EOF
 mkdir -p "$rd/tmp"
 chmod +x "$rd/init" "$rd/bin/lease"
 (cd "$rd" && find . | cpio -o -H newc --quiet | gzip -1) >"$tftp/initrd.gz"
+# initrd= names the image for the kernel's EFI stub (UEFI); BIOS ignores it.
 cat >"$tftp/boot.ipxe" <<'EOF'
 #!ipxe
 echo headnode-pxe: iPXE runs boot.ipxe
-kernel tftp://192.168.1.254/vmlinuz console=ttyS0 panic=-1 quiet
+kernel tftp://192.168.1.254/vmlinuz initrd=initrd.gz console=ttyS0 panic=-1 quiet
 initrd tftp://192.168.1.254/initrd.gz
 boot
 EOF
@@ -176,29 +177,42 @@ for _ in $(seq 150); do
 done
 grep -q ' ready' "$work/daemon.log" || { echo "pxe: headnode did not start:"; cat "$work/daemon.log"; exit 1; }
 
-# 6. Boot the node.
-echo "pxe: booting a disk-less guest from headnode (limit ${limit}s)"
-ip netns exec "$node" timeout "$limit" qemu-system-x86_64 -accel tcg -m 512 -smp 1 \
-    -nographic -no-reboot -boot n \
-    -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
-    -device virtio-net-pci,netdev=n0,bootindex=1,mac=52:54:00:70:78:01 \
-    </dev/null >"$work/console.log" 2>&1 &
-qemu=$!
-set +e
-wait "$qemu"
-status=$?
-set -e
-qemu=
-tr -d '\r' <"$work/console.log" | grep -a -E 'headnode-pxe|Kernel panic|iPXE' | head -20 || true
-booted=$(tr -d '\r' <"$work/console.log" | grep -a -m1 'headnode-pxe: node booted over the network' || true)
-served=$(grep -c 'TFTP sent' "$work/daemon.log" || true)
-echo "pxe: qemu exited with $status; headnode sent $served file(s) by TFTP"
-grep -E 'TFTP|DHCP(OFFER|ACK)' "$work/daemon.log" | tail -8 || true
-if [[ -z $booted || $booted != *"address 192.168.1."* ]]; then
-    echo "pxe: FAILED: the guest did not boot from headnode; its console:"
-    tr -d '\r' <"$work/console.log" | tail -40
-    echo "pxe: headnode's log:"
-    tail -30 "$work/daemon.log"
-    exit 1
-fi
+# 6. Boot the node: BIOS (SeaBIOS), then UEFI (OVMF); in both the NIC's
+#    ROM is iPXE, which asks DHCP with arch 0 or 7 and user class iPXE.
+boot_guest() { # mode mac
+    local mode=$1 mac=$2 firmware=() status booted log=$work/console-$1.log
+    if [[ $mode == uefi ]]; then
+        cp "$ovmf_vars" "$work/vars.fd"
+        firmware=(-drive "if=pflash,format=raw,readonly=on,file=$ovmf_code"
+                  -drive "if=pflash,format=raw,file=$work/vars.fd")
+    fi
+    echo "pxe: booting a disk-less $mode guest from headnode (limit ${limit}s)"
+    ip netns exec "$node" timeout "$limit" qemu-system-x86_64 -accel tcg -m 512 -smp 1 \
+        -nographic -no-reboot -boot n "${firmware[@]}" \
+        -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
+        -device virtio-net-pci,netdev=n0,bootindex=1,mac="$mac" \
+        </dev/null >"$log" 2>&1 &
+    qemu=$!
+    set +e
+    wait "$qemu"
+    status=$?
+    set -e
+    qemu=
+    tr -d '\r' <"$log" | grep -a -E 'headnode-pxe|Kernel panic' | head -5 || true
+    booted=$(tr -d '\r' <"$log" | grep -a -m1 'headnode-pxe: node booted over the network' || true)
+    echo "pxe: $mode: qemu exited with $status"
+    if [[ -z $booted || $booted != *"address 192.168.1."* ]]; then
+        echo "pxe: FAILED: the $mode guest did not boot from headnode; its console:"
+        tr -d '\r' <"$log" | tail -40
+        echo "pxe: headnode's log:"
+        tail -30 "$work/daemon.log"
+        exit 1
+    fi
+}
+ovmf_code=/usr/share/OVMF/OVMF_CODE_4M.fd
+ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
+[[ -r $ovmf_code && -r $ovmf_vars ]] || { echo "pxe: OVMF missing (apt-get install ovmf)" >&2; exit 2; }
+boot_guest bios 52:54:00:70:78:01
+boot_guest uefi 52:54:00:70:78:02
+grep -E 'TFTP sent|DHCPACK' "$work/daemon.log" | tail -12 || true
 echo "pxe: passed"
