@@ -1132,8 +1132,7 @@ fn an_optional_sysctl_that_fails_is_reported_not_fatal() {
 /// next interval.
 #[test]
 fn a_real_that_takes_its_lease_is_checked_at_once() {
-    let t = "checked at lease";
-    if !can_netns(t) || !have(t, "curl") || !have(t, "busybox") || !have(t, "nft") {
+    if !can_netns(&["curl", "busybox", "nft"]) {
         return;
     }
     let mut lab = Lab::new("ack", &["00:12:34:56:78:91"]);
