@@ -219,7 +219,7 @@ impl Validator<'_> {
                     s.span(),
                     field,
                     format!("{shown} is not a positive duration"),
-                    Some("write seconds (3600) or a number with a unit: \"90s\", \"5m\", \"12h\", \"1d\", \"500ms\""),
+                    Some("write seconds (3600) or numbers with units: \"90s\", \"5m\", \"12h\", \"1d\", \"500ms\", \"1h30m\""),
                 );
                 None
             }
@@ -375,20 +375,24 @@ pub fn parse_mac(s: &str) -> Result<Mac, &'static str> {
     Ok(Mac(b))
 }
 
+/// A duration as people write it: plain seconds (`3600`), or numbers with
+/// units, compounded (`90s`, `5m`, `12h`, `1d`, `500ms`, `1h30m`, `1h 30m`).
+/// The units and compounding are humantime's (systemd's notation), not
+/// hand-rolled; months and years are refused because their length varies.
 pub fn parse_duration(t: &str) -> Option<Duration> {
     let t = t.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let d = match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" | "min" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        "d" => Duration::from_secs(n.checked_mul(86400)?),
-        _ => return None,
-    };
-    Some(d)
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().ok().map(Duration::from_secs);
+    }
+    // humantime's "M" (month) next to "m" (minute) is one typo from a
+    // lease 43 200 times too long.
+    let varying = ["M", "month", "months", "y", "year", "years"];
+    if t.split(|c: char| !c.is_ascii_alphabetic())
+        .any(|unit| varying.contains(&unit))
+    {
+        return None;
+    }
+    humantime::parse_duration(t).ok()
 }
 
 pub(super) fn valid_label(l: &str) -> bool {
@@ -428,7 +432,23 @@ mod tests {
         assert_eq!(parse_duration("12h"), Some(Duration::from_secs(43200)));
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("5 weeks"), None);
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d12h"), Some(Duration::from_secs(216_000)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5min"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1w"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration(" 0s "), Some(Duration::ZERO));
+        assert_eq!(parse_duration("1M"), None);
+        assert_eq!(parse_duration("1y"), None);
+        assert_eq!(parse_duration("1 day"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("2days"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("2 months"), None);
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("1x"), None);
+        assert_eq!(parse_duration("-5s"), None);
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("99999999999999999999"), None);
     }
 
     /// One case per diagnostic the value parsers give, each through a
