@@ -15,6 +15,7 @@ mod it {
     mod firewall_golden;
     mod firewall_netns;
     mod generate_cli;
+    pub mod golden;
     mod import_golden;
     mod init_netinfo;
     mod init_netns;

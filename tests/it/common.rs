@@ -268,10 +268,37 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
     }
 }
 
-/// Run the headnode binary (outside any namespace) and return its output.
+/// Run the headnode binary (outside any namespace) from the repository root,
+/// so fixture paths are relative to it as in the messages the tests expect.
 pub fn headnode_run(args: &[&str]) -> Output {
     Command::new(headnode())
+        .current_dir(root())
         .args(args)
         .output()
         .expect("run headnode")
+}
+
+/// Exit status, stdout and stderr of a finished command, for failure messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Send signal `sig` (a name: "TERM", "HUP", "KILL") to a process this test started.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success(), "kill -{sig} {pid} failed");
+}
+
+/// Make a script the test wrote executable.
+pub fn chmod_x(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }

@@ -2,17 +2,10 @@
 //! under `fixtures/invalid/` fails with exactly the message stored beside it
 //! (`NAME.err`). Re-bless after an intended change with `HEADNODE_BLESS=1`.
 
-use super::common;
-
-use std::process::Command;
+use super::{common, golden};
 
 fn check(path: &str, extra: &[&str]) -> std::process::Output {
-    Command::new(common::headnode())
-        .current_dir(common::root())
-        .args(["check", "-c", path])
-        .args(extra)
-        .output()
-        .expect("run headnode check")
+    common::headnode_run(&[&["check", "-c", path], extra].concat())
 }
 
 #[test]
@@ -35,7 +28,6 @@ fn origin_config_passes_check() {
 #[test]
 fn invalid_fixtures_give_their_expected_errors() {
     let dir = common::root().join("fixtures/invalid");
-    let bless = std::env::var_os("HEADNODE_BLESS").is_some();
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixtures/invalid")
         .filter_map(|e| e.ok())
@@ -59,17 +51,9 @@ fn invalid_fixtures_give_their_expected_errors() {
             Some(1),
             "{rel} must fail with exit code 1"
         );
-        let got = String::from_utf8_lossy(&out.stderr).into_owned();
-        let err_path = toml.with_extension("err");
-        if bless {
-            std::fs::write(&err_path, &got).expect("bless");
-            continue;
-        }
-        let want = std::fs::read_to_string(&err_path).unwrap_or_else(|_| {
-            panic!("missing {}; run with HEADNODE_BLESS=1", err_path.display())
-        });
-        if got != want {
-            failures.push(format!("{rel}:\n--- expected\n{want}--- got\n{got}"));
+        let got = String::from_utf8_lossy(&out.stderr);
+        if let Err(e) = golden::check_or_bless(&toml.with_extension("err"), &got) {
+            failures.push(e);
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -6,7 +6,7 @@
 
 use super::common;
 
-use common::{Netns, can_netns, headnode, veth, wait_for};
+use common::{Netns, can_netns, headnode, signal, text, veth, wait_for};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -184,14 +184,6 @@ fn write_config(lab: &Lab, body: &str) {
         lease_file.display()
     );
     std::fs::write(lab.config(), text).expect("write config");
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
 }
 
 fn udhcpc(node: &Netns) -> String {
@@ -678,13 +670,6 @@ fn apply_confirm_and_clear_go_through_the_running_daemon() {
     let base = std::fs::read_to_string(lab.config()).unwrap();
     lab.start_daemon();
     let table = |lab: &Lab| lab.head.ok(&["nft", "list", "table", "inet", "headnode"]);
-    let text = |o: &std::process::Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
 
     // apply: the daemon makes the change, and its reconcile keeps it.
     std::fs::write(lab.config(), with_port(&base, 2222)).unwrap();

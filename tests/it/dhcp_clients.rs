@@ -5,7 +5,7 @@
 use super::common;
 
 use super::dhcp_lan::*;
-use common::{Netns, can_netns, headnode, wait_for};
+use common::{Netns, can_netns, chmod_x, headnode, text, wait_for};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
@@ -90,7 +90,7 @@ fn udhcpc_gets_its_reservation_and_strangers_get_nothing() {
     );
 
     // `headnode leases` without a server: node1 bound and seen, node2 never.
-    lan.stop_with("-TERM");
+    lan.stop_with("TERM");
     let o = common::headnode_run(&["-c", &cfg.to_string_lossy(), "leases"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
@@ -298,7 +298,7 @@ fn sighup_reload_adds_reservations_and_survives_a_bad_config() {
 
     // A broken config is rejected and the old one keeps serving.
     std::fs::write(&cfg, "this is = not [valid").expect("write");
-    lan.signal("-HUP");
+    lan.signal("HUP");
     assert!(
         wait_for(Duration::from_secs(5), || lan
             .log_text()
@@ -318,7 +318,7 @@ fn sighup_reload_adds_reservations_and_survives_a_bad_config() {
         "",
         &format!("[[host]]\nname = \"late\"\nmac = \"{STRANGER}\"\naddress = \"192.168.77.99\"\n"),
     );
-    lan.signal("-HUP");
+    lan.signal("HUP");
     assert!(
         wait_for(Duration::from_secs(5), || lan
             .log_text()

@@ -3,9 +3,8 @@
 //! side `wan0` holding the default route, a config and `headnode dhcp`.
 #![allow(dead_code)]
 
-use super::common::{Netns, headnode, veth, wait_for};
+use super::common::{Netns, headnode, headnode_run, signal, text, veth, wait_for};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 pub const NODE1: &str = "00:12:34:56:78:91";
@@ -182,11 +181,7 @@ impl Lan {
     /// Kill the server with `sig` and wait for it to exit.
     pub fn stop_with(&mut self, sig: &str) {
         let pid = self.pid.take().expect("started");
-        let st = std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(st.success());
+        signal(pid, sig);
         if let Some(mut c) = self.srv.take_child(pid) {
             let _ = c.wait();
         }
@@ -194,10 +189,7 @@ impl Lan {
 
     /// `headnode leases --json` with no server running: address → (mac, state).
     pub fn leases(&self, config: &Path) -> std::collections::BTreeMap<String, (String, String)> {
-        let o = std::process::Command::new(headnode())
-            .args(["-c", &config.to_string_lossy(), "leases", "--json"])
-            .output()
-            .expect("run headnode leases");
+        let o = headnode_run(&["-c", &config.to_string_lossy(), "leases", "--json"]);
         assert!(o.status.success(), "{}", text(&o));
         let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
         assert_eq!(doc["version"], 1, "{doc:#}");
@@ -215,12 +207,7 @@ impl Lan {
     }
 
     pub fn signal(&self, sig: &str) {
-        let pid = self.pid.expect("started").to_string();
-        let st = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill");
-        assert!(st.success());
+        signal(self.pid.expect("started"), sig);
     }
 }
 
@@ -232,17 +219,4 @@ impl Drop for Lan {
             eprintln!("server log:\n{}", self.log_text());
         }
     }
-}
-
-pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-pub fn chmod_x(p: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }

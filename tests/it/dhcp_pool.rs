@@ -28,7 +28,7 @@ fn pool_leases_survive_restart_and_release_frees() {
         "ACK 192.168.77.100\nACK 192.168.77.100"
     );
     // Crash, restart: A's lease is still A's.
-    lan.stop_with("-KILL");
+    lan.stop_with("KILL");
     lan.start(&cfg);
     assert_eq!(lan.py(&relay, &["dora", B]), "ACK 192.168.77.101");
     assert_eq!(
@@ -62,7 +62,7 @@ fn pool_leases_survive_restart_and_release_frees() {
         .is_some(),
         "C gets the released address"
     );
-    lan.stop_with("-TERM");
+    lan.stop_with("TERM");
     let leases = lan.leases(&cfg);
     assert_eq!(
         leases["192.168.77.100"],
@@ -118,7 +118,7 @@ fn kill_9_loses_no_acknowledged_lease() {
             lan.log_text()
         );
         std::thread::sleep(Duration::from_millis(50 + round * 97));
-        lan.stop_with("-KILL");
+        lan.stop_with("KILL");
         if let Some(mut c) = relay.take_child(pid) {
             let _ = c.kill();
             let _ = c.wait();
@@ -206,7 +206,7 @@ fn an_unreadable_lease_file_refuses_the_pool_but_serves_reservations_until_it_wo
     });
     assert!(acked.is_some(), "{}", lan.log_text());
     assert!(lan.log_text().contains("is usable again"));
-    lan.stop_with("-TERM");
+    lan.stop_with("TERM");
     assert_eq!(
         lan.leases(&cfg)["192.168.77.100"],
         (A.to_string(), "bound".to_string())
@@ -231,7 +231,7 @@ fn reload_moves_clients_at_their_next_renewal() {
         "",
     ) + &hosts;
     std::fs::write(&cfg, text).expect("write");
-    lan.signal("-HUP");
+    lan.signal("HUP");
     assert!(
         wait_for(Duration::from_secs(5), || lan
             .log_text()
@@ -264,7 +264,7 @@ fn malformed_packets_and_floods_are_counted_and_do_not_stop_service() {
     lan.py(&relay, &["garbage", "3000"]);
     lan.py(&relay, &["flood", NODE2, "3000"]);
     assert_eq!(lan.py(&relay, &["dora", NODE1]), "ACK 192.168.77.11");
-    lan.stop_with("-TERM");
+    lan.stop_with("TERM");
     let log = lan.log_text();
     let line = log
         .lines()

@@ -3,12 +3,11 @@
 //! rewrites them after a deliberate change. As root with nft installed, each
 //! ruleset is also checked by `nft -c` inside a scratch network namespace.
 
-use super::common;
+use super::{common, golden};
 
 use headnode::config;
 use headnode::firewall::{self, Endpoint, NftBalancer};
 use std::io::Write;
-use std::path::Path;
 use std::process::Stdio;
 
 enum Balancing {
@@ -51,17 +50,7 @@ fn golden(name: &str, json: &str) {
     let path = common::root()
         .join("fixtures/golden")
         .join(format!("{name}.json"));
-    if std::env::var_os("HEADNODE_BLESS").is_some() {
-        std::fs::write(&path, json).expect("write golden");
-    } else {
-        let want = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (bless with HEADNODE_BLESS=1)", path.display()));
-        assert!(
-            want == json,
-            "{name}: rendered ruleset differs from {}; review with HEADNODE_BLESS=1 and git diff",
-            path.display()
-        );
-    }
+    golden::assert_or_bless(&path, json);
     nft_check(name, json);
 }
 
@@ -125,16 +114,4 @@ fn full_with_services_down() {
             Balancing::Down(&["dns", "api"]),
         ),
     );
-}
-
-#[test]
-fn bless_switch_is_documented() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .unwrap_or_default();
-    if !readme.is_empty() {
-        assert!(
-            readme.contains("HEADNODE_BLESS"),
-            "README must document HEADNODE_BLESS"
-        );
-    }
 }

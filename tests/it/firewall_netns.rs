@@ -5,7 +5,7 @@
 
 use super::common;
 
-use common::{Netns, veth};
+use common::{Netns, chmod_x, veth};
 use headnode::config;
 use headnode::firewall::{Endpoint, NftBalancer, nft::Nft};
 use std::io::Write;
@@ -177,11 +177,6 @@ impl Topo {
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
-}
-
-fn chmod_x(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 /// TCP connect with a timeout; true when the handshake completes.

@@ -3,10 +3,11 @@
 //! shorewall/, ipvsadm, sysctl.conf) and the expected config and report. Re-bless with
 //! `HEADNODE_BLESS=1 cargo test --test tests import_golden::`.
 
+use super::{common, golden};
+
 use headnode::config::{self, Config};
 use headnode::import::{Inputs, import};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const ROOT: &str = "fixtures/import";
 
@@ -46,49 +47,18 @@ fn run(dir: &Path) -> (String, String, bool) {
     )
 }
 
-/// The first line that differs, for a readable failure.
-fn first_difference(want: &str, got: &str) -> String {
-    let (w, g): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
-    for i in 0..w.len().max(g.len()) {
-        if w.get(i) != g.get(i) {
-            return format!(
-                "line {}:\n  expected: {:?}\n  got:      {:?}",
-                i + 1,
-                w.get(i),
-                g.get(i)
-            );
-        }
-    }
-    "trailing newline".into()
-}
-
 #[test]
 fn imports_match_the_golden_files() {
-    let bless = std::env::var_os("HEADNODE_BLESS").is_some();
     let mut failures = Vec::new();
     for dir in cases() {
         let (cfg, report, _) = run(&dir);
         for (name, got) in [("expected.toml", &cfg), ("expected.report", &report)] {
-            let path = dir.join(name);
-            if bless {
-                std::fs::write(&path, got).expect("write golden file");
-                continue;
-            }
-            let want = std::fs::read_to_string(&path).unwrap_or_default();
-            if want != *got {
-                failures.push(format!(
-                    "{} differs at {}",
-                    path.display(),
-                    first_difference(&want, got)
-                ));
+            if let Err(e) = golden::check_or_bless(&dir.join(name), got) {
+                failures.push(e);
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{}\n(re-bless with HEADNODE_BLESS=1 after checking the change)",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
@@ -298,13 +268,6 @@ fn ruleset(c: &Config) -> serde_json::Value {
     v
 }
 
-fn headnode(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_headnode"))
-        .args(args)
-        .output()
-        .expect("run headnode")
-}
-
 fn case_args(dir: &str) -> Vec<String> {
     let i = inputs(Path::new(dir));
     let mut out = Vec::new();
@@ -330,7 +293,7 @@ fn cli_writes_config_and_report_and_exits_by_the_problems() {
     let args = case_args("fixtures/import/origin");
     let mut argv: Vec<&str> = vec!["import"];
     argv.extend(args.iter().map(String::as_str));
-    let out = headnode(&argv);
+    let out = common::headnode_run(&argv);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -345,7 +308,7 @@ fn cli_writes_config_and_report_and_exits_by_the_problems() {
     let args = case_args("fixtures/import/origin-fixed");
     let mut argv: Vec<&str> = vec!["import", "--output", target.to_str().expect("utf-8")];
     argv.extend(args.iter().map(String::as_str));
-    let out = headnode(&argv);
+    let out = common::headnode_run(&argv);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -356,13 +319,13 @@ fn cli_writes_config_and_report_and_exits_by_the_problems() {
     assert!(config::parse(&written, &target).is_ok());
     let report = std::fs::read_to_string(tmp.join("headnode.toml.import-report")).expect("report");
     assert!(report.contains("0 errors"), "{report}");
-    let check = headnode(&["-c", target.to_str().expect("utf-8"), "check"]);
+    let check = common::headnode_run(&["-c", target.to_str().expect("utf-8"), "check"]);
     assert_eq!(check.status.code(), Some(0));
     // Running again replaces its own output...
-    assert_eq!(headnode(&argv).status.code(), Some(0));
+    assert_eq!(common::headnode_run(&argv).status.code(), Some(0));
     // ...but never a config written by hand.
     std::fs::write(&target, "# my config\n").expect("write");
-    let out = headnode(&argv);
+    let out = common::headnode_run(&argv);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("was not written by `headnode import`"));
     assert_eq!(
@@ -371,8 +334,8 @@ fn cli_writes_config_and_report_and_exits_by_the_problems() {
     );
 
     // Nothing to import and unreadable inputs are input errors.
-    assert_eq!(headnode(&["import"]).status.code(), Some(1));
-    let out = headnode(&["import", "--dhcpd", "/nonexistent/dhcpd.conf"]);
+    assert_eq!(common::headnode_run(&["import"]).status.code(), Some(1));
+    let out = common::headnode_run(&["import", "--dhcpd", "/nonexistent/dhcpd.conf"]);
     assert_eq!(out.status.code(), Some(1));
     std::fs::remove_dir_all(&tmp).ok();
 }

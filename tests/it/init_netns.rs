@@ -4,7 +4,7 @@
 
 use super::common;
 
-use common::{Netns, head_and_peer, headnode, veth};
+use common::{Netns, head_and_peer, headnode, text, veth};
 use headnode::config::model::{Action, Proto, Zone};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -50,15 +50,6 @@ impl HeadNode {
         self.ns
             .ok(&[bin.to_str().unwrap(), "check", "-c", file.to_str().unwrap()])
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
