@@ -29,7 +29,7 @@ if [[ $(id -u) -eq 0 ]]; then
     bash tests/vm/pxe.sh || failed+=("tests/vm/pxe.sh")
 fi
 # Skipped tests print "SKIP <test>: needs ..." (never under HEADNODE_TEST_STRICT=1).
-skipped=$(grep -c '^SKIP ' /tmp/headnode-test.log)
+skipped=$(grep -cE '(^|\.\.\. )SKIP [^ ]+: needs ' /tmp/headnode-test.log)
 ((skipped == 0)) || echo "tests/run.sh: $skipped test(s) skipped (see the SKIP lines above)"
 if ((${#failed[@]})); then
     echo "tests/run.sh: FAILED: ${failed[*]}"
