@@ -47,7 +47,7 @@ pub enum Command {
     /// Ask the running daemon to re-read its config; exit 1 if it is invalid, 2 if it could not be put in place.
     Reload,
     /// Show what is live: interfaces, firewall, balancer, leases.
-    #[command(after_help = crate::commands::STATUS_EXIT_CODES)]
+    #[command(after_help = STATUS_EXIT_CODES)]
     Status(JsonArgs),
     /// List reservations and leases.
     Leases(JsonArgs),
@@ -160,3 +160,12 @@ pub enum GenerateKind {
     Zsh,
     Fish,
 }
+
+/// The text of `headnode status --help` that lists the codes.
+pub const STATUS_EXIT_CODES: &str = "Exit status (the lowest that applies):
+  0  the daemon runs, the firewall and IPVS match the config, every service has a healthy real server
+  1  the config is invalid
+  2  status itself failed (e.g. the control socket cannot be read)
+  3  the daemon is not running
+  4  drift: the firewall or the IPVS table does not match the config (or cannot be read)
+  5  a load-balanced service has no healthy real server";

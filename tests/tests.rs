@@ -5,6 +5,7 @@
 //! Run one area with `cargo test --test tests dhcp_pool::`.
 
 mod it {
+    mod architecture;
     mod cli_exit;
     mod common;
     mod config_fixtures;

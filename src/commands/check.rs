@@ -71,7 +71,15 @@ pub fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<()> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     println!("  sysctls: {}", sysctls.join(", "));
-    for w in advertised_but_not_served(&cfg) {
+    let links = crate::netinfo::read().map(|snap| {
+        snap.links
+            .iter()
+            .map(|l| l.name.clone())
+            .collect::<Vec<_>>()
+    });
+    let mut warnings = advertised_but_not_served(&cfg);
+    warnings.extend(sysctl_warnings(&cfg, links.as_deref().ok()));
+    for w in warnings {
         println!("  warning: {w}");
     }
     if args.explain {
@@ -175,6 +183,32 @@ fn closed_from_loc(cfg: &Config, proto: Proto, port: u16) -> bool {
     })
 }
 
+/// Sysctls the daemon cannot set for sure: keys outside `net.*` (its unit
+/// may only write `/proc/sys/net`) and per-interface keys of interfaces this
+/// box does not have now (`links`, when they could be read). The daemon
+/// retries those and reports them; only forwarding is required.
+fn sysctl_warnings(cfg: &Config, links: Option<&[String]>) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in cfg.sysctls.keys() {
+        if !key.starts_with("net.") {
+            out.push(format!(
+                "sysctl {key}: the headnode unit may only write net.* sysctls; set it in /etc/sysctl.d instead"
+            ));
+            continue;
+        }
+        let parts: Vec<&str> = key.split('.').collect();
+        if let ([_, _, "conf" | "neigh", iface, ..], Some(links)) = (parts.as_slice(), links)
+            && !matches!(*iface, "all" | "default")
+            && !links.iter().any(|l| l == iface)
+        {
+            out.push(format!(
+                "sysctl {key}: there is no interface {iface} now; the daemon sets it once there is (and lists it in status until then)"
+            ));
+        }
+    }
+    out
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -186,6 +220,29 @@ mod tests {
     fn warnings(extra: &str) -> Vec<String> {
         let text = format!("{}{extra}", crate::config::test_text::INTERFACES);
         advertised_but_not_served(&crate::config::parse(&text, Path::new("t.toml")).unwrap())
+    }
+
+    #[test]
+    fn sysctls_the_unit_cannot_write_or_whose_interface_is_missing_are_warned() {
+        let text = format!(
+            "{}[sysctl]\n\"vm.swappiness\" = 10\n\"net.ipv4.conf.bond0.rp_filter\" = 1\n\
+             \"net.ipv4.conf.eth0.rp_filter\" = 1\n\"net.ipv4.conf.all.rp_filter\" = 1\n",
+            crate::config::test_text::INTERFACES
+        );
+        let cfg = crate::config::parse(&text, Path::new("t.toml")).expect("valid");
+        let links = ["lo".to_string(), "eth0".to_string(), "eth1".to_string()];
+        let w = sysctl_warnings(&cfg, Some(&links));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w.iter()
+                .any(|w| w.contains("vm.swappiness") && w.contains("net.*"))
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.contains("bond0.rp_filter") && w.contains("no interface bond0"))
+        );
+        // Interfaces unknown: only the key outside net.* is certain.
+        assert_eq!(sysctl_warnings(&cfg, None).len(), 1);
     }
 
     #[test]

@@ -17,7 +17,6 @@ mod status;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Config};
-pub use status::EXIT_CODES as STATUS_EXIT_CODES;
 use std::path::Path;
 
 pub(crate) use crate::errors::InvalidInput;

@@ -40,15 +40,6 @@ pub enum Verdict {
     NoHealthyReal = 5,
 }
 
-/// The text of `headnode status --help` that lists the codes.
-pub const EXIT_CODES: &str = "Exit status (the lowest that applies):
-  0  the daemon runs, the firewall and IPVS match the config, every service has a healthy real server
-  1  the config is invalid
-  2  status itself failed (e.g. the control socket cannot be read)
-  3  the daemon is not running
-  4  drift: the firewall or the IPVS table does not match the config (or cannot be read)
-  5  a load-balanced service has no healthy real server";
-
 /// `headnode status --json`. `version` changes when the shape does.
 #[derive(Debug, Serialize)]
 struct Report {
