@@ -21,6 +21,7 @@ mod it {
     mod init_netinfo;
     mod init_netns;
     mod ipvs_cli;
+    mod observe_netns;
     mod readme_reference;
     mod tftp_netns;
 }

@@ -98,6 +98,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
     let mut state = Running::start(Arc::new(base), text, pending).await?;
     let mut health = state.health_updates();
     notify::notify("READY=1");
+    notify::status(&notify::status_line(&state.summary()));
     tracing::info!(config = %path.display(), "ready");
 
     let mut reconcile = tokio::time::interval(reconcile_interval());
@@ -110,23 +111,39 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
         heartbeat::beat();
         tokio::select! {
             _ = hup.recv() => {
+                notify::reloading();
                 state.reload(&path).await;
+                notify::reloaded(&notify::status_line(&state.summary()));
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = reconcile.tick() => state.reconcile().await,
+            _ = reconcile.tick() => {
+                state.reconcile().await;
+                notify::status(&notify::status_line(&state.summary()));
+            }
             _ = address.tick() => state.follow_public_address().await,
             Ok(()) = health.changed() => {
                 let map = health.borrow_and_update().clone();
                 state.health_changed(map).await;
+                notify::status(&notify::status_line(&state.summary()));
             }
             event = state.next_dhcp_event() => state.dhcp_event(event),
             () = until(confirm_deadline) => state.roll_back().await,
             Some(msg) = ctl_rx.recv() => {
                 let answer = match msg.req {
-                    Request::Reload => Answer::Reload(state.reload(&path).await),
+                    Request::Reload => {
+                        notify::reloading();
+                        let outcome = state.reload(&path).await;
+                        notify::reloaded(&notify::status_line(&state.summary()));
+                        Answer::Reload(outcome)
+                    }
                     Request::Apply { config, confirm_s } => Answer::Apply(match same_file(&config, &path) {
-                        true => state.apply(&path, confirm_s.map(Duration::from_secs)).await,
+                        true => {
+                            notify::reloading();
+                            let outcome = state.apply(&path, confirm_s.map(Duration::from_secs)).await;
+                            notify::reloaded(&notify::status_line(&state.summary()));
+                            outcome
+                        }
                         false => ApplyOutcome::Refused {
                             why: format!(
                                 "the daemon runs {}, not {}; apply that file, or stop the daemon first",

@@ -743,6 +743,37 @@ impl Running {
         })
     }
 
+    /// The one line `systemctl status` shows (sd_notify `STATUS=`).
+    pub(super) fn summary(&self) -> super::notify::Summary {
+        let checked = self
+            .cfg
+            .balancer
+            .services
+            .iter()
+            .filter(|s| s.health.is_some())
+            .flat_map(|s| s.reals.iter().map(move |r| health::Target::of(s, r)));
+        let (mut up, mut all) = (0, 0);
+        for t in checked {
+            all += 1;
+            up += usize::from(self.health.is_up(&t));
+        }
+        super::notify::Summary {
+            dhcp_serving: self.dhcp.as_ref().map(|d| d.status().serving),
+            leases: self
+                .leases()
+                .iter()
+                .filter(|l| l.state == dhcp::LeaseState::Bound)
+                .count(),
+            reals_up: up,
+            reals_checked: all,
+            firewall: match &self.firewall_source {
+                fallback::Source::Config if self.cfg.firewall.enabled => "in place".into(),
+                fallback::Source::Config => "off".into(),
+                other => format!("fallback: {}", other.describe()),
+            },
+        }
+    }
+
     pub(super) fn health(&self) -> &HealthMap {
         &self.health
     }

@@ -60,6 +60,9 @@ struct Ctx<'a> {
     buf: &'a mut Vec<u8>,
 }
 
+/// Renewals are logged at info at most this often per lease (seconds).
+const RENEWAL_LOG_EVERY: u64 = 3600;
+
 /// Answer one request.
 pub fn respond(
     req: &Request,
@@ -191,11 +194,12 @@ impl Ctx<'_> {
         let req = self.req;
         let host = self.t.hosts.get(&req.mac);
         let lease = u64::from(self.t.lease_for(host, req.lease_time));
+        // When the client last had this binding confirmed, if it still holds it.
         let previous = self
             .db
             .get(ip)
             .filter(|r| r.mac == req.mac && r.state == State::Bound && r.expires > self.now)
-            .is_some();
+            .map(|r| r.seen);
         let record = self
             .db
             .put(Record {
@@ -208,10 +212,16 @@ impl Ctx<'_> {
             })
             .clone();
         let name = host.map_or("", |h| &h.name);
-        if previous {
-            debug!(%ip, mac = %req.mac, name, ?state, lease, "DHCPACK (renewal)");
-        } else {
-            info!(%ip, mac = %req.mac, name, lease, "DHCPACK");
+        match previous {
+            // One info line per lease an hour: a node renewing every few
+            // minutes does not flood the journal, and still shows it is alive.
+            Some(seen) if self.now.saturating_sub(seen) < RENEWAL_LOG_EVERY => {
+                debug!(%ip, mac = %req.mac, host = name, ?state, lease, "DHCPACK (renewal)");
+            }
+            Some(_) => {
+                info!(%ip, mac = %req.mac, host = name, lease, "DHCPACK (renewal; logged once an hour per lease)");
+            }
+            None => info!(%ip, mac = %req.mac, host = name, lease, "DHCPACK: new lease"),
         }
         // Fixed addresses come from the config, so their record only feeds
         // `headnode leases`; a pool lease must be on disk before the ACK.

@@ -1,0 +1,215 @@
+//! What an operator's tools see of a running daemon, in namespaces: the
+//! journal (priority prefixes when stderr is the journal stream, lease lines
+//! with their fields) and systemd's notify socket (READY, STATUS, RELOADING
+//! around a reload).
+
+use super::common;
+
+use common::{Netns, can_netns, headnode, signal, veth, wait_for};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::time::Duration;
+
+struct Lab {
+    head: Netns,
+    node: Netns,
+    dir: PathBuf,
+}
+
+impl Lab {
+    /// head: eth0 192.168.1.254/24 to the node, eth1 a public side that goes nowhere.
+    fn new(tag: &str) -> Lab {
+        let head = Netns::new(&format!("{tag}h"));
+        let node = Netns::new(&format!("{tag}n"));
+        veth(&head, "eth0", Some("192.168.1.254/24"), &node, "eth0", None);
+        node.ok(&["ip", "link", "set", "eth0", "address", "02:00:00:00:77:01"]);
+        // The public side goes nowhere (this kernel has no dummy links).
+        head.ok(&[
+            "ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p",
+        ]);
+        head.ok(&["ip", "link", "set", "eth1p", "up"]);
+        head.ok(&["ip", "addr", "add", "203.0.113.210/24", "dev", "eth1"]);
+        head.ok(&["ip", "link", "set", "eth1", "up"]);
+        let dir = std::env::temp_dir().join(format!("hn-observe-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Lab { head, node, dir }
+    }
+
+    fn write_config(&self, extra: &str) {
+        let text = format!(
+            r#"
+[interfaces.public]
+name = "eth1"
+address = "203.0.113.210/24"
+
+[interfaces.private]
+name = "eth0"
+address = "192.168.1.254/24"
+
+[dhcp]
+lease_file = "{}"
+lease_time = "1h"
+
+[dhcp.pool]
+start = "192.168.1.100"
+end = "192.168.1.110"
+{extra}"#,
+            self.dir.join("leases").display()
+        );
+        std::fs::write(self.dir.join("headnode.toml"), text).expect("config");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Start `headnode run` with stderr to a file that `$JOURNAL_STREAM`
+    /// names (as systemd does for the journal) and `$NOTIFY_SOCKET` set.
+    fn start(&mut self, notify: &std::path::Path) -> u32 {
+        let log = self.dir.join("daemon.log");
+        std::fs::File::create(&log).expect("log");
+        let meta = std::fs::metadata(&log).expect("stat log");
+        let env = [
+            format!("HEADNODE_STATE_DIR={}", self.dir.join("state").display()),
+            format!("HEADNODE_RUN_DIR={}", self.dir.join("run").display()),
+            "HEADNODE_RECONCILE_INTERVAL=1s".to_string(),
+            format!("JOURNAL_STREAM={}:{}", meta.dev(), meta.ino()),
+            format!("NOTIFY_SOCKET={}", notify.display()),
+        ];
+        let bin = headnode().display().to_string();
+        let cfg = self.dir.join("headnode.toml").display().to_string();
+        let mut argv = vec!["env"];
+        argv.extend(env.iter().map(String::as_str));
+        argv.extend([bin.as_str(), "-c", cfg.as_str(), "run"]);
+        // spawn_logged truncates the file it opens: same inode.
+        let pid = self.head.spawn_logged(&argv, &log);
+        let ready = wait_for(Duration::from_secs(15), || {
+            self.log().contains(" ready").then_some(())
+        });
+        assert!(ready.is_some(), "daemon did not start:\n{}", self.log());
+        pid
+    }
+
+    fn lease(&self) -> String {
+        let script = common::root().join("tests/udhcpc.script");
+        let out = self.node.run(&[
+            "busybox",
+            "udhcpc",
+            "-i",
+            "eth0",
+            "-n",
+            "-q",
+            "-t",
+            "4",
+            "-T",
+            "1",
+            "-s",
+            &script.display().to_string(),
+        ]);
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Every datagram that arrives within `limit`, until one contains `want`.
+fn datagrams_until(sock: &UnixDatagram, want: &str, limit: Duration) -> Vec<String> {
+    let mut got = Vec::new();
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let s = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let done = s.contains(want);
+            got.push(s);
+            if done {
+                break;
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn journal_priorities_lease_fields_and_notify_status_around_reloads() {
+    if !can_netns(&["nft", "busybox"]) {
+        return;
+    }
+    let mut lab = Lab::new("obsj");
+    lab.write_config("");
+    let notify_path = lab.dir.join("notify");
+    let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let pid = lab.start(&notify_path);
+
+    let got = datagrams_until(&notify, "STATUS=", Duration::from_secs(10));
+    assert!(got.iter().any(|d| d == "READY=1"), "{got:?}");
+    // DHCP binds its socket right after READY; the next status says so.
+    let got = datagrams_until(&notify, "STATUS=DHCP serving", Duration::from_secs(10));
+    let status = got.last().expect("a STATUS datagram");
+    assert_eq!(
+        status, "STATUS=DHCP serving, 0 lease(s); firewall in place",
+        "{got:?}"
+    );
+
+    let out = lab.lease();
+    assert!(
+        out.contains("192.168.1.100"),
+        "no lease: {out}\n{}",
+        lab.log()
+    );
+    let log = lab.log();
+    let ack = log
+        .lines()
+        .find(|l| l.contains("DHCPACK: new lease"))
+        .unwrap_or_else(|| panic!("no lease line:\n{log}"));
+    assert!(ack.starts_with("<6>"), "{ack}");
+    assert!(ack.contains("mac=02:00:00:00:77:01"), "{ack}");
+    assert!(ack.contains("ip=192.168.1.100"), "{ack}");
+    // Every line the daemon wrote carries its priority.
+    for line in log.lines() {
+        assert!(
+            line.len() > 3 && line.starts_with('<') && line.as_bytes()[2] == b'>',
+            "line without a priority: {line:?}\n{log}"
+        );
+    }
+
+    // A reload: RELOADING=1 (with the monotonic clock), then READY=1 and
+    // the status, which counts the lease by now.
+    signal(pid, "HUP");
+    let got = datagrams_until(&notify, "READY=1", Duration::from_secs(10));
+    let reloading = got
+        .iter()
+        .position(|d| d.starts_with("RELOADING=1\nMONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("no RELOADING: {got:?}"));
+    let ready = got.last().unwrap();
+    assert!(got.len() > reloading + 1, "{got:?}");
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=DHCP serving, 1 lease(s)"),
+        "{got:?}"
+    );
+
+    // A rejected reload is an error, at priority 3 on each of its lines.
+    std::fs::write(lab.dir.join("headnode.toml"), "[interfaces\n").unwrap();
+    signal(pid, "HUP");
+    let rejected = wait_for(Duration::from_secs(10), || {
+        let log = lab.log();
+        log.contains("reload rejected").then_some(log)
+    })
+    .expect("reload rejected");
+    let mut lines = rejected
+        .lines()
+        .skip_while(|l| !l.contains("reload rejected"));
+    let first = lines.next().unwrap_or_default();
+    let following = lines.next().unwrap_or_default();
+    assert!(first.starts_with("<3>"), "{rejected}");
+    assert!(following.starts_with("<3>"), "{rejected}");
+}
