@@ -49,8 +49,8 @@ pub enum Command {
     /// Show what is live: interfaces, firewall, balancer, leases.
     #[command(after_help = STATUS_EXIT_CODES)]
     Status(JsonArgs),
-    /// List reservations and leases.
-    Leases(JsonArgs),
+    /// List reservations and leases, the clients refused (--unknown), or end a lease.
+    Leases(LeasesArgs),
     /// Translate a legacy dhcpd + shorewall + ipvsadm setup into a headnode config.
     Import(ImportArgs),
     /// Write the man page or a shell completion script (used to build the package).
@@ -116,6 +116,30 @@ pub struct JsonArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct LeasesArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// The MACs the running daemon refused (no reservation, no pool), each
+    /// with a ready [[host]] block to paste into the config.
+    #[arg(long)]
+    pub unknown: bool,
+    #[command(subcommand)]
+    pub action: Option<LeasesAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeasesAction {
+    /// End a pool lease through the running daemon, as if the client had
+    /// sent a RELEASE (recorded in the lease file); the address goes back to the pool.
+    Release {
+        /// The lease's address or MAC.
+        lease: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -12,8 +12,9 @@
 //! the daemon: it is the boundary between them.
 
 use crate::config::model::{Backend, Method};
-use crate::dhcp::LeaseView;
 use crate::dhcp::limits::CountersView;
+use crate::dhcp::unknown::UnknownList;
+use crate::dhcp::{LeaseKey, LeaseView, ReleaseOutcome};
 use crate::firewall::fallback::Source;
 use crate::health::HealthMap;
 use crate::tftp::TftpStatus;
@@ -51,6 +52,10 @@ pub enum Request {
     },
     /// Keep what a pending `Apply` with `confirm_s` put in effect.
     Confirm,
+    /// The clients the DHCP server refused (no reservation, no pool).
+    Unknown,
+    /// End a pool lease (`headnode leases release IP|MAC`).
+    Release { key: LeaseKey },
 }
 
 impl Request {
@@ -58,9 +63,12 @@ impl Request {
     /// firewall and IPVS, whose netlink calls are given up to a minute.
     fn timeout(&self) -> Duration {
         match self {
-            Request::Status | Request::Leases | Request::Health | Request::Confirm => {
-                Duration::from_secs(10)
-            }
+            Request::Status
+            | Request::Leases
+            | Request::Health
+            | Request::Confirm
+            | Request::Unknown
+            | Request::Release { .. } => Duration::from_secs(10),
             Request::Reload | Request::Apply { .. } => Duration::from_secs(90),
         }
     }
@@ -80,6 +88,8 @@ pub enum Answer {
     Reload(ReloadOutcome),
     Apply(ApplyOutcome),
     Confirm(ConfirmOutcome),
+    Unknown(UnknownList),
+    Release(ReleaseOutcome),
     /// The request was not understood (another version, or not a request).
     Error {
         message: String,
@@ -479,6 +489,25 @@ pub fn confirm(socket: &Path) -> Result<Option<ConfirmOutcome>, ControlError> {
     }
 }
 
+/// The clients the daemon's DHCP server refused; `None` when no daemon runs.
+pub fn unknown(socket: &Path) -> Result<Option<UnknownList>, ControlError> {
+    match ask(socket, &Request::Unknown)? {
+        None => Ok(None),
+        Some(Answer::Unknown(u)) => Ok(Some(u)),
+        Some(other) => Err(unexpected(&Request::Unknown, &other)),
+    }
+}
+
+/// End a pool lease through the daemon; `None` when no daemon runs.
+pub fn release(socket: &Path, key: LeaseKey) -> Result<Option<ReleaseOutcome>, ControlError> {
+    let req = Request::Release { key };
+    match ask(socket, &req)? {
+        None => Ok(None),
+        Some(Answer::Release(r)) => Ok(Some(r)),
+        Some(other) => Err(unexpected(&req, &other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +545,17 @@ mod tests {
                 confirm_s: None,
             },
             Request::Confirm,
+            Request::Unknown,
+            Request::Release {
+                key: LeaseKey::Address {
+                    address: Ipv4Addr::new(192, 168, 1, 200),
+                },
+            },
+            Request::Release {
+                key: LeaseKey::Mac {
+                    mac: [0x52, 0x54, 0, 1, 2, 3],
+                },
+            },
         ] {
             round_trip(req);
         }
@@ -636,6 +676,24 @@ mod tests {
         health.set(t(8001), State::Up);
         round_trip(Answer::Health { health });
         round_trip(Answer::Reload(ReloadOutcome::Reloaded));
+        round_trip(Answer::Unknown(UnknownList {
+            clients: vec![crate::dhcp::unknown::UnknownClient {
+                mac: "52:54:00:01:02:03".into(),
+                first_seen: 1_700_000_000,
+                last_seen: 1_700_000_060,
+                requests: 3,
+                interface: "eth1".into(),
+                vendor: Some("QEMU/KVM (virtual)".into()),
+            }],
+            dropped: 2,
+        }));
+        round_trip(Answer::Release(ReleaseOutcome::Released {
+            address: Ipv4Addr::new(192, 168, 1, 200),
+            mac: "52:54:00:01:02:03".into(),
+        }));
+        round_trip(Answer::Release(ReleaseOutcome::NotFound {
+            why: "no lease for 192.168.1.201".into(),
+        }));
         round_trip(Answer::Reload(ReloadOutcome::Rejected {
             errors: "headnode.toml:3: bad".into(),
         }));

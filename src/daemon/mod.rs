@@ -18,6 +18,7 @@ use crate::control::{
     self, Answer, ApplyOutcome, BalancerStatus, ConfirmOutcome, DaemonInfo, DaemonStatus,
     DhcpStatus, FirewallState, FirewallStatus, ReloadOutcome, Request,
 };
+use crate::dhcp::ReleaseOutcome;
 use crate::firewall::fallback::Source;
 use crate::health::HealthMap;
 use crate::paths;
@@ -155,6 +156,8 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
                     Request::Confirm => Answer::Confirm(state.confirm()),
                     Request::Status => Answer::Status(Box::new(state.status(started.elapsed()).await)),
                     Request::Leases => Answer::Leases { leases: state.leases() },
+                    Request::Unknown => Answer::Unknown(state.unknown_clients()),
+                    Request::Release { key } => Answer::Release(state.release(key)),
                     Request::Health => Answer::Health { health: state.health().clone() },
                 };
                 let _ = msg.reply.send(answer);
@@ -337,6 +340,10 @@ impl Waiting<'_> {
                         Request::Confirm => Answer::Confirm(ConfirmOutcome::NothingPending),
                         Request::Status => Answer::Status(Box::new(self.status(&why, &source))),
                         Request::Leases => Answer::Leases { leases: Vec::new() },
+                        Request::Unknown => Answer::Unknown(Default::default()),
+                        Request::Release { .. } => Answer::Release(ReleaseOutcome::NotFound {
+                            why: "the daemon runs no DHCP server until its config loads".into(),
+                        }),
                         Request::Health => Answer::Health { health: HealthMap::default() },
                     };
                     let _ = msg.reply.send(answer);

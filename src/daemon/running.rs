@@ -782,6 +782,19 @@ impl Running {
         self.dhcp.as_ref().map(|d| d.leases()).unwrap_or_default()
     }
 
+    pub(super) fn unknown_clients(&self) -> crate::dhcp::unknown::UnknownList {
+        self.dhcp.as_ref().map(|d| d.unknown()).unwrap_or_default()
+    }
+
+    pub(super) fn release(&self, key: crate::dhcp::LeaseKey) -> crate::dhcp::ReleaseOutcome {
+        match &self.dhcp {
+            Some(d) => d.release(key),
+            None => crate::dhcp::ReleaseOutcome::NotFound {
+                why: "the daemon runs no DHCP server (dhcp.enabled = false, or it failed)".into(),
+            },
+        }
+    }
+
     /// DHCP and health checks stop; the firewall and IPVS stay as they are.
     pub(super) async fn stop(mut self) {
         self.checks = None;

@@ -25,6 +25,7 @@ pub mod socket;
 pub mod store;
 pub mod tables;
 pub mod target;
+pub mod unknown;
 
 use crate::config::Config;
 use crate::config::model::Mac;
@@ -209,6 +210,74 @@ pub fn lease_views<'a>(
     rows
 }
 
+/// Which lease `headnode leases release` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum LeaseKey {
+    Address { address: Ipv4Addr },
+    Mac { mac: [u8; 6] },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ReleaseOutcome {
+    Released {
+        address: Ipv4Addr,
+        mac: String,
+    },
+    /// No pool lease to end, and why (none, a reservation, already over).
+    NotFound {
+        why: String,
+    },
+}
+
+/// End the pool lease `key` names at `now`; the db then holds the released
+/// record. Reservations are not leases to end: their `[[host]]` block is.
+fn release(tables: &Tables, db: &mut LeaseDb, key: LeaseKey, now: u64) -> ReleaseOutcome {
+    let not_found = |why: String| ReleaseOutcome::NotFound { why };
+    let record = match key {
+        LeaseKey::Address { address } => {
+            if let Some(mac) = tables.reserved.get(&address) {
+                return not_found(format!(
+                    "{address} is reserved for {mac} by a [[host]] block; remove the block to free it"
+                ));
+            }
+            db.get(address)
+        }
+        LeaseKey::Mac { mac } => {
+            let mac = Mac(mac);
+            if let Some(r) = tables.hosts.get(&mac) {
+                return not_found(format!(
+                    "{mac} has a [[host]] reservation ({}); remove the block to free it",
+                    r.address
+                ));
+            }
+            db.of_mac(mac)
+        }
+    };
+    let shown = match key {
+        LeaseKey::Address { address } => address.to_string(),
+        LeaseKey::Mac { mac } => Mac(mac).to_string(),
+    };
+    let Some(r) = record else {
+        return not_found(format!("no lease for {shown}"));
+    };
+    let live = matches!(r.state, State::Bound | State::Offered) && r.expires > now;
+    if !live {
+        return not_found(format!(
+            "the lease of {} for {} is already over",
+            r.ip, r.mac
+        ));
+    }
+    let mut r = r.clone();
+    r.state = State::Released;
+    r.expires = now;
+    r.seen = now;
+    let (address, mac) = (r.ip, r.mac.to_string());
+    db.put(r);
+    ReleaseOutcome::Released { address, mac }
+}
+
 pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -219,6 +288,11 @@ pub fn unix_now() -> u64 {
 struct Core {
     tables: Arc<Tables>,
     db: LeaseDb,
+    /// Clients refused for want of a reservation or a pool.
+    unknown: unknown::Unknown,
+    /// Records made outside the packet loop (`leases release`), for the
+    /// loop to hand to the lease writer with its own.
+    outside: Vec<Record>,
 }
 
 /// What the server's threads and the API share.
@@ -361,7 +435,12 @@ impl Server {
         let (acked_tx, acked) = tokio::sync::mpsc::channel(ACKED_QUEUE);
         let shared = Arc::new(Shared {
             pool_ok: AtomicBool::new(file.is_some()),
-            core: Mutex::new(Core { tables, db }),
+            core: Mutex::new(Core {
+                tables,
+                db,
+                unknown: unknown::Unknown::default(),
+                outside: Vec::new(),
+            }),
             counters: Counters::default(),
             status: Mutex::new(status),
             held: AtomicUsize::new(0),
@@ -443,6 +522,7 @@ impl Server {
         if new.pool != old.pool {
             core.db.set_pool(new.pool);
         }
+        core.unknown.forget_known(|m| new.hosts.contains_key(m));
         info!(
             "DHCP config reloaded: {} reservation(s) ({added} added, {removed} removed), {}",
             new.hosts.len(),
@@ -457,6 +537,26 @@ impl Server {
     pub fn leases(&self) -> Vec<LeaseView> {
         let core = lock(&self.shared.core);
         lease_views(&core.tables, core.db.records(), unix_now())
+    }
+
+    /// The clients refused for want of a reservation or a pool.
+    pub fn unknown(&self) -> unknown::UnknownList {
+        lock(&self.shared.core).unknown.list()
+    }
+
+    /// End a pool lease as if its client had sent a RELEASE: the address
+    /// goes back to the pool and the lease file records it.
+    pub fn release(&self, key: LeaseKey) -> ReleaseOutcome {
+        let mut core = lock(&self.shared.core);
+        let core = &mut *core;
+        let outcome = release(&core.tables, &mut core.db, key, unix_now());
+        if let ReleaseOutcome::Released { address, mac } = &outcome {
+            info!(ip = %address, mac = %mac, "lease of {address} released by `headnode leases release`");
+            if let Some(r) = core.db.get(*address) {
+                core.outside.push(r.clone());
+            }
+        }
+        outcome
     }
 
     pub fn counters(&self) -> CountersView {
@@ -590,6 +690,12 @@ fn serve(
                     }
                 },
                 None => std::thread::sleep(DEAF_WAIT),
+            }
+        }
+        {
+            let mut core = lock(&shared.core);
+            if !core.outside.is_empty() {
+                pending.records.append(&mut core.outside);
             }
         }
         let due = !pending.held.is_empty()
@@ -776,6 +882,7 @@ impl Loop {
                 match why {
                     Quiet::UnknownClient => {
                         Counters::bump(&c.unknown_client);
+                        core.unknown.saw(req.mac, &self.iface, now);
                         if self.unknown_log.allow(req.mac, now) {
                             info!(mac = %req.mac, "no reservation for {} and no pool: not answering (logged once a minute per MAC)", req.mac);
                         }
@@ -980,6 +1087,8 @@ end = "192.168.1.200"
             core: Mutex::new(Core {
                 db: LeaseDb::new(tables.pool),
                 tables,
+                unknown: unknown::Unknown::default(),
+                outside: Vec::new(),
             }),
             counters: Counters::default(),
             status: Mutex::new(Status::default()),
@@ -1020,6 +1129,73 @@ end = "192.168.1.200"
         lp.handle(&request, &mut core, now, &sock, &mut job);
         assert_eq!(lp.shared.counters.snapshot().acks, 1);
         assert_eq!(acks.try_recv().ok(), Some(Ipv4Addr::new(192, 168, 1, 10)));
+    }
+
+    #[test]
+    fn a_refused_client_is_listed_with_its_interface() {
+        let shared = shared("");
+        let mut lp = Loop::new("eth7".into(), shared.clone());
+        let mut core = lock(&shared.core);
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind"));
+        let mut job = Job::default();
+        for now in [100, 160] {
+            let pkt = relayed(MessageType::Discover, vec![]);
+            lp.handle(&pkt, &mut core, now, &sock, &mut job);
+        }
+        let list = core.unknown.list();
+        assert_eq!(list.clients.len(), 1, "{list:?}");
+        let c = &list.clients[0];
+        assert_eq!(c.mac, "02:00:00:00:00:07");
+        assert_eq!((c.first_seen, c.last_seen, c.requests), (100, 160, 2));
+        assert_eq!(c.interface, "eth7");
+    }
+
+    #[test]
+    fn release_ends_pool_leases_only() {
+        let host =
+            "[[host]]\nname = \"n1\"\nmac = \"02:00:00:00:00:01\"\naddress = \"192.168.1.10\"\n";
+        let shared = shared(&format!("{POOL}{host}"));
+        let mut core = lock(&shared.core);
+        let core = &mut *core;
+        let ip = Ipv4Addr::new(192, 168, 1, 200);
+        let now = 1_800_000_000;
+        core.db.put(Record {
+            state: State::Bound,
+            ip,
+            mac: Mac(MAC),
+            expires: now + 600,
+            seen: now - 10,
+            hostname: None,
+        });
+        let by_mac = LeaseKey::Mac { mac: MAC };
+        assert_eq!(
+            release(&core.tables, &mut core.db, by_mac, now),
+            ReleaseOutcome::Released {
+                address: ip,
+                mac: "02:00:00:00:00:07".into()
+            }
+        );
+        let r = core.db.get(ip).expect("kept as released");
+        assert_eq!((r.state, r.expires), (State::Released, now));
+        // Once over, and for addresses without a lease or reserved: refused.
+        let by_ip = LeaseKey::Address { address: ip };
+        let why = |o| match o {
+            ReleaseOutcome::NotFound { why } => why,
+            o => panic!("{o:?}"),
+        };
+        assert!(why(release(&core.tables, &mut core.db, by_ip, now)).contains("already over"));
+        let other = LeaseKey::Address {
+            address: Ipv4Addr::new(192, 168, 1, 201),
+        };
+        assert!(why(release(&core.tables, &mut core.db, other, now)).contains("no lease"));
+        let reserved = LeaseKey::Address {
+            address: Ipv4Addr::new(192, 168, 1, 10),
+        };
+        assert!(why(release(&core.tables, &mut core.db, reserved, now)).contains("[[host]]"));
+        let reserved = LeaseKey::Mac {
+            mac: [2, 0, 0, 0, 0, 1],
+        };
+        assert!(why(release(&core.tables, &mut core.db, reserved, now)).contains("[[host]]"));
     }
 
     #[test]

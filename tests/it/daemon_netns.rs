@@ -1169,3 +1169,94 @@ backend = "nftables"
         lab.log()
     );
 }
+
+/// A node the config does not know asks (udhcpc, refused), shows in
+/// `leases --unknown` with its vendor and a `[[host]]` block; that block
+/// pasted into the config serves it. A pool lease is ended with `leases
+/// release`, which the lease file records.
+#[test]
+fn refused_nodes_are_listed_with_a_host_block_and_leases_can_be_released() {
+    if !can_netns(&["busybox", "nft"]) {
+        return;
+    }
+    const QEMU: &str = "52:54:00:12:34:56";
+    const SMC: &str = "00:25:90:ab:cd:ef";
+    let mut lab = Lab::new("unk", &[QEMU, SMC]);
+    write_config(&lab, "");
+    let pid = lab.start_daemon();
+
+    let out = udhcpc(&lab.nodes[0]);
+    assert!(!out.contains("obtained"), "no reservation, no pool: {out}");
+    let listed = lab.headnode(&["leases", "--unknown"]);
+    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.status.success(), "{listed:?}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(QEMU))
+        .unwrap_or_else(|| panic!("{text}\n{}", lab.log()));
+    assert!(
+        row.contains("QEMU/KVM (virtual)") && row.contains("eth0"),
+        "{row}"
+    );
+    let json = lab.headnode(&["leases", "--unknown", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(v["version"], 1, "{v:#}");
+    assert_eq!(v["dropped"], 0, "{v:#}");
+    assert_eq!(v["clients"][0]["mac"], QEMU, "{v:#}");
+    assert_eq!(v["clients"][0]["interface"], "eth0", "{v:#}");
+    assert!(v["clients"][0]["requests"].as_u64() >= Some(1), "{v:#}");
+    let address = v["clients"][0]["suggested_address"]
+        .as_str()
+        .expect("an address")
+        .to_string();
+
+    // The printed block, pasted as is, plus a pool for the other node.
+    let block = &text[text.find("[[host]]").expect("host block")..];
+    let mut config = std::fs::read_to_string(lab.config()).expect("config");
+    config.push_str(&format!(
+        "\n[dhcp.pool]\nstart = \"192.168.1.200\"\nend = \"192.168.1.209\"\n\n{block}"
+    ));
+    std::fs::write(lab.config(), config).expect("config");
+    let reload = lab.headnode(&["reload"]);
+    assert!(reload.status.success(), "{reload:?}");
+    let out = udhcpc(&lab.nodes[0]);
+    assert!(
+        out.contains(&format!("lease of {address} obtained")),
+        "{out}"
+    );
+    let listed = lab.headnode(&["leases", "--unknown"]);
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains(QEMU),
+        "a reserved MAC is no longer unknown: {listed:?}"
+    );
+
+    // A pool lease, ended by MAC; then it is over.
+    let out = udhcpc(&lab.nodes[1]);
+    assert!(out.contains("lease of 192.168.1.20"), "{out}");
+    let released = lab.headnode(&["leases", "release", SMC]);
+    let said = String::from_utf8_lossy(&released.stdout).into_owned();
+    assert!(released.status.success(), "{released:?}");
+    assert!(said.starts_with("released 192.168.1.20"), "{said}");
+    let ip = said.split_whitespace().nth(1).expect("ip").to_string();
+    let recorded = wait_for(Duration::from_secs(5), || {
+        let leases = std::fs::read_to_string(lab.dir.join("leases")).unwrap_or_default();
+        let line = format!("released {ip} {SMC} ");
+        leases.lines().any(|l| l.starts_with(&line)).then_some(())
+    });
+    assert!(recorded.is_some(), "the lease file records the release");
+    let again = lab.headnode(&["leases", "release", &ip]);
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already over"),
+        "{again:?}"
+    );
+    let reserved = lab.headnode(&["leases", "release", &address]);
+    assert_eq!(reserved.status.code(), Some(1), "{reserved:?}");
+    signal(pid, "TERM");
+    // Without a daemon there is nobody to ask.
+    let gone = wait_for(Duration::from_secs(10), || {
+        let o = lab.headnode(&["leases", "--unknown"]);
+        (o.status.code() == Some(2)).then_some(o)
+    });
+    assert!(gone.is_some(), "leases --unknown without a daemon exits 2");
+}
