@@ -1019,10 +1019,11 @@ fn boot_with_a_broken_config_loads_the_last_ruleset_or_the_minimal_one() {
         "-h",
         www.to_str().unwrap(),
     ]);
-    assert!(
-        connects(&lab, "203.0.113.210", 9999),
-        "the listener is not reachable"
-    );
+    // httpd was just started: wait until it listens (under load it takes a moment).
+    let up = wait_for(Duration::from_secs(5), || {
+        connects(&lab, "203.0.113.210", 9999).then_some(())
+    });
+    assert!(up.is_some(), "the listener is not reachable");
     write_config(&lab, SERVICE);
     let applied = lab.headnode(&["apply"]);
     assert!(
