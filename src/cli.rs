@@ -53,7 +53,7 @@ pub enum Command {
     Leases(LeasesArgs),
     /// Translate a legacy dhcpd + shorewall + ipvsadm setup into a headnode config.
     Import(ImportArgs),
-    /// Write the man page or a shell completion script (used to build the package).
+    /// Write the man pages, the example config or a shell completion script (used to build the package).
     #[command(hide = true)]
     Generate(GenerateArgs),
     /// Internal: started detached by `apply --confirm`; restores the previous
@@ -178,8 +178,10 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum GenerateKind {
-    /// The man page, headnode.8.
+    /// The man pages: headnode.8 (to DIR: also one per subcommand, and headnode.toml.5).
     Man,
+    /// The example config (the README's config reference), headnode.toml.
+    Example,
     Bash,
     Zsh,
     Fish,

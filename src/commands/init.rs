@@ -361,7 +361,7 @@ pub fn render(p: &Choice) -> String {
         w,
         "# headnode configuration, written by `headnode init` (headnode {}) from the\n\
          # interfaces and routes found on this box. Validate it with `headnode check -c FILE`;\n\
-         # README.md's config reference lists every key. Lines starting with `#` and no\n\
+         # `man headnode.toml` lists every key. Lines starting with `#` and no\n\
          # space are examples: remove the `#` to use them.",
         env!("CARGO_PKG_VERSION")
     );

@@ -71,7 +71,9 @@ fn man_pages_one_per_visible_subcommand_in_section_8() {
         names.contains(&"headnode-leases-release.8".to_string()),
         "{names:?}"
     );
-    assert_eq!(names.len(), subs.len() + nested + 1, "{names:?}");
+    // And the config's page, in section 5.
+    assert!(names.contains(&"headnode.toml.5".to_string()), "{names:?}");
+    assert_eq!(names.len(), subs.len() + nested + 2, "{names:?}");
     assert!(!main.contains("generate"), "{main}");
 }
 

@@ -56,12 +56,12 @@ pub(super) fn parse_with(
             let hint = if message.contains("unknown field") {
                 Some(match closest_field(&message) {
                     Some(f) => {
-                        format!("did you mean `{f}`? (see the config reference in README.md)")
+                        format!("did you mean `{f}`? (see headnode.toml(5))")
                     }
-                    None => "check the spelling against the config reference in README.md".into(),
+                    None => "check the spelling against headnode.toml(5)".into(),
                 })
             } else if message.contains("did not match any variant") {
-                Some("see README.md for the accepted forms of this value".to_string())
+                Some("see headnode.toml(5) for the accepted forms of this value".to_string())
             } else {
                 None
             };
