@@ -162,6 +162,9 @@ pub struct ImportArgs {
     /// sysctl.conf.
     #[arg(long)]
     pub sysctl: Option<PathBuf>,
+    /// tftpd-hpa's /etc/default/tftpd-hpa (its root becomes [tftp]).
+    #[arg(long = "tftpd-hpa")]
+    pub tftpd_hpa: Option<PathBuf>,
     /// Write the config here (default: stdout).
     #[arg(short, long)]
     pub output: Option<PathBuf>,

@@ -19,6 +19,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         shorewall: args.shorewall.clone(),
         ipvsadm: args.ipvsadm.clone(),
         sysctl: args.sysctl.clone(),
+        tftpd: args.tftpd_hpa.clone(),
     };
     if [
         &inputs.interfaces,
@@ -27,12 +28,13 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         &inputs.shorewall,
         &inputs.ipvsadm,
         &inputs.sysctl,
+        &inputs.tftpd,
     ]
     .iter()
     .all(|p| p.is_none())
     {
         return Err(InvalidInput(
-            "nothing to import: give at least one of --interfaces, --dhcpd, --hosts, --shorewall, --ipvsadm, --sysctl"
+            "nothing to import: give at least one of --interfaces, --dhcpd, --hosts, --shorewall, --ipvsadm, --sysctl, --tftpd-hpa"
                 .into(),
         )
         .into());

@@ -1,5 +1,5 @@
 //! `headnode import`: translate a legacy head node (/etc/network/interfaces,
-//! ISC dhcpd, /etc/hosts, shorewall, ipvsadm, sysctl.conf) into one headnode
+//! ISC dhcpd, /etc/hosts, shorewall, ipvsadm, sysctl.conf, tftpd-hpa) into one headnode
 //! config, plus a report of everything not translated and every problem
 //! found, each at `file:line`.
 //!
@@ -15,6 +15,7 @@ mod ipvsadm;
 mod report;
 mod shorewall;
 mod sysctl;
+mod tftpd;
 mod toml_out;
 mod values;
 
@@ -36,6 +37,8 @@ pub struct Inputs {
     pub shorewall: Option<PathBuf>,
     pub ipvsadm: Option<PathBuf>,
     pub sysctl: Option<PathBuf>,
+    /// /etc/default/tftpd-hpa.
+    pub tftpd: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -99,6 +102,13 @@ pub fn import(inputs: &Inputs, config_path: &Path) -> Result<Imported, ImportErr
         .transpose()
         .map_err(ImportError)?
         .unwrap_or_default();
+    let tftpd = inputs
+        .tftpd
+        .as_deref()
+        .map(|p| tftpd::load(p, &mut report))
+        .transpose()
+        .map_err(ImportError)?
+        .flatten();
     let sources = build::Sources {
         inputs,
         interfaces: interfaces.as_ref(),
@@ -107,6 +117,7 @@ pub fn import(inputs: &Inputs, config_path: &Path) -> Result<Imported, ImportErr
         shorewall: shorewall.as_ref(),
         virtuals,
         sysctls,
+        tftpd,
     };
     let (config, public) = build::build(sources, &mut report);
     // The promise: what import writes, check accepts, or the report says why not.

@@ -1,6 +1,6 @@
 //! `headnode import` against fixtures: every `fixtures/import/<case>/` holds
 //! legacy files under their usual names (interfaces, dhcpd.conf, hosts,
-//! shorewall/, ipvsadm, sysctl.conf) and the expected config and report. Re-bless with
+//! shorewall/, ipvsadm, sysctl.conf, tftpd-hpa) and the expected config and report. Re-bless with
 //! `HEADNODE_BLESS=1 cargo test --test tests import_golden::`.
 
 use super::{common, golden};
@@ -34,6 +34,7 @@ fn inputs(dir: &Path) -> Inputs {
         shorewall: some("shorewall"),
         ipvsadm: some("ipvsadm"),
         sysctl: some("sysctl.conf"),
+        tftpd: some("tftpd-hpa"),
     }
 }
 
@@ -278,6 +279,7 @@ fn case_args(dir: &str) -> Vec<String> {
         ("--shorewall", i.shorewall),
         ("--ipvsadm", i.ipvsadm),
         ("--sysctl", i.sysctl),
+        ("--tftpd-hpa", i.tftpd),
     ] {
         if let Some(p) = p {
             out.push(flag.to_string());

@@ -13,6 +13,7 @@ use crate::import::ifupdown::Ifupdown;
 use crate::import::report::{Loc, Report};
 use crate::import::shorewall::Shorewall;
 use crate::import::sysctl::Setting;
+use crate::import::tftpd::Tftpd;
 use crate::import::toml_out::{Block, push_comment};
 use crate::import::values::{self, quote};
 use crate::import::{HEADER, Inputs};
@@ -28,6 +29,7 @@ pub struct Sources<'a> {
     pub shorewall: Option<&'a Shorewall>,
     pub virtuals: Vec<Virtual>,
     pub sysctls: Vec<Setting>,
+    pub tftpd: Option<Tftpd>,
 }
 
 /// What the inputs say about this box's public address.
@@ -93,6 +95,7 @@ pub fn build(s: Sources, report: &mut Report) -> (String, Option<Ipv4Addr>) {
     }
     b.firewall_and_balancer(lan.as_ref(), &public, &mut out);
     b.sysctl(&mut out);
+    b.tftp(&mut out);
     while out.ends_with("\n\n") {
         out.pop();
     }
@@ -127,6 +130,7 @@ impl<'s> Builder<'s, '_> {
             ("--shorewall", &i.shorewall),
             ("--ipvsadm", &i.ipvsadm),
             ("--sysctl", &i.sysctl),
+            ("--tftpd-hpa", &i.tftpd),
         ] {
             if let Some(p) = p {
                 out.push_str(&format!("#   {flag} {}\n", p.display()));
@@ -152,6 +156,20 @@ impl<'s> Builder<'s, '_> {
                 Err(_) => quote(&s.value),
             };
             bl.raw(&quote(&s.key), v);
+        }
+        bl.render(out);
+    }
+}
+
+impl Builder<'_, '_> {
+    fn tftp(&mut self, out: &mut String) {
+        let Some(t) = &self.s.tftpd else { return };
+        let mut bl = Block::new("[tftp]");
+        bl.key_comment(format!("{}: TFTP_DIRECTORY=\"{}\"", t.at, t.root));
+        bl.raw("root", quote(&t.root));
+        if let Some((b, at)) = &t.max_blksize {
+            bl.key_comment(format!("{at}: --blocksize {b}"));
+            bl.raw("max_blksize", b.to_string());
         }
         bl.render(out);
     }
