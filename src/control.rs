@@ -145,6 +145,9 @@ pub struct DaemonStatus {
     pub dhcp: DhcpStatus,
     /// `None` when `[tftp]` is off (or its server failed to restart).
     pub tftp: Option<TftpStatus>,
+    /// `None` when `[dns]` is off (or its server failed to start).
+    #[serde(default)]
+    pub dns: Option<crate::dns::DnsStatus>,
     pub leases: Vec<LeaseView>,
 }
 
@@ -650,6 +653,19 @@ mod tests {
                     at: 1_700_000_000,
                 }],
             }),
+            dns: Some(crate::dns::DnsStatus {
+                listen: "192.168.1.254:53".parse().unwrap(),
+                domain: "cluster.example".into(),
+                names: 3,
+                upstream: vec!["192.0.2.53:53".parse().unwrap()],
+                cache_entries: 1,
+                cache_capacity: 10_000,
+                counters: crate::dns::DnsCounters {
+                    queries: 5,
+                    cache_hits: 1,
+                    ..Default::default()
+                },
+            }),
             leases: vec![lease()],
         }
     }
@@ -662,6 +678,7 @@ mod tests {
         quiet.balancer.ipvs = None;
         quiet.dhcp.server = None;
         quiet.tftp = None;
+        quiet.dns = None;
         round_trip(Answer::Status(Box::new(quiet)));
         round_trip(Answer::Leases {
             leases: vec![lease()],

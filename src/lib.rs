@@ -12,6 +12,7 @@ pub mod control;
 pub mod daemon;
 pub mod deadline;
 pub mod dhcp;
+pub mod dns;
 pub mod errors;
 pub mod firewall;
 pub mod health;

@@ -141,8 +141,10 @@ fn advertised_but_not_served(cfg: &Config) -> Vec<String> {
         ));
     }
     let names_me = |l: &[Ipv4Addr]| l.contains(&me);
-    let dns =
-        names_me(&d.dns_servers) || hosts().any(|h| h.dns_servers.as_deref().is_some_and(names_me));
+    // [dns] serves it, and the firewall opens it with it.
+    let dns = cfg.dns.is_none()
+        && (names_me(&d.dns_servers)
+            || hosts().any(|h| h.dns_servers.as_deref().is_some_and(names_me)));
     for (asked, what, proto, port) in [
         (dns, "DNS (dns_servers)", Proto::Udp, 53),
         (
@@ -271,6 +273,8 @@ mod tests {
         );
         assert_eq!(dns_ntp.len(), 2, "{dns_ntp:?}");
         assert!(dns_ntp[0].contains("DNS") && dns_ntp[1].contains("NTP"));
+        // With [dns] the head node is the nodes' DNS server, served and open.
+        assert!(warnings("[dns]\ndomain = \"c.example\"\n").is_empty());
         // A rule that opens NTP from loc answers that one.
         let open = "[dhcp]\nntp_servers = [\"192.168.1.254\"]\n[[firewall.rule]]\naction = \"accept\"\nfrom = \"loc\"\nto = \"fw\"\nproto = \"udp\"\nports = [123]\n";
         assert!(warnings(open).is_empty());

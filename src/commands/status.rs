@@ -10,6 +10,7 @@ use crate::control::{
     self, DaemonInfo, DaemonStatus, DhcpStatus, FirewallState, IpvsState, ServiceStatus,
 };
 use crate::dhcp::LeaseView;
+use crate::dns::DnsStatus;
 use crate::firewall::fallback::Source;
 use crate::firewall::nft::{Nft, RuleCounter};
 use crate::netinfo::{self, IfaceView};
@@ -52,6 +53,7 @@ struct Report {
     /// `None` without a daemon.
     dhcp: Option<DhcpStatus>,
     tftp: Option<TftpStatus>,
+    dns: Option<DnsStatus>,
     leases: Vec<LeaseView>,
     /// Sysctls the daemon could not set; empty without a daemon.
     sysctl_problems: Vec<String>,
@@ -233,17 +235,18 @@ fn observe(daemon: Option<DaemonStatus>, cfg: &anyhow::Result<Config>) -> Observ
             error: e.to_string(),
         },
     };
-    let (info, firewall, balancer, dhcp, tftp, leases, sysctl_problems) = match daemon {
+    let (info, firewall, balancer, dhcp, tftp, dns, leases, sysctl_problems) = match daemon {
         Some(d) => (
             Some(d.daemon),
             Some(d.firewall),
             Some(d.balancer),
             Some(d.dhcp),
             d.tftp,
+            d.dns,
             d.leases,
             d.sysctl_problems,
         ),
-        None => (None, None, None, None, None, Vec::new(), Vec::new()),
+        None => (None, None, None, None, None, None, Vec::new(), Vec::new()),
     };
     let firewall = FirewallView {
         state: firewall.as_ref().map(|f| f.state.clone()),
@@ -307,6 +310,7 @@ fn observe(daemon: Option<DaemonStatus>, cfg: &anyhow::Result<Config>) -> Observ
         balancer,
         dhcp,
         tftp,
+        dns,
         leases,
         sysctl_problems,
         config_error: cfg.as_ref().err().map(crate::errors::render),
@@ -528,6 +532,27 @@ fn render(s: &Report, ipvs_text: Option<&str>) -> String {
             );
         }
     }
+    if let Some(d) = &s.dns {
+        let _ = writeln!(
+            o,
+            "\ndns: {} ({} names) on {}, upstream {}; cache {}/{}; {}",
+            d.domain,
+            d.names,
+            d.listen,
+            if d.upstream.is_empty() {
+                "none".to_string()
+            } else {
+                d.upstream
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            d.cache_entries,
+            d.cache_capacity,
+            nonzero(&d.counters)
+        );
+    }
     if s.exit.verdict != Verdict::Ok {
         let _ = writeln!(o, "\nexit {}:", s.exit.code);
         for why in &s.exit.reasons {
@@ -605,6 +630,7 @@ mod tests {
             },
             dhcp: None,
             tftp: None,
+            dns: None,
             leases: Vec::new(),
             sysctl_problems: Vec::new(),
             config_error: None,

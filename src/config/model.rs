@@ -44,6 +44,26 @@ pub struct Config {
     pub services: Vec<ServiceSummary>,
     /// `[tftp]` when it is on.
     pub tftp: Option<Tftp>,
+    /// `[dns]` when it is on.
+    pub dns: Option<Dns>,
+}
+
+/// The DNS server on the private address (port 53).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Dns {
+    /// The cluster domain (`[dns] domain`, else `dhcp.domain_name`), without
+    /// the trailing dot.
+    pub domain: String,
+    /// The head node's own name; `None`: its host name.
+    pub name: Option<String>,
+    /// `None`: the nameservers of /etc/resolv.conf.
+    pub upstream: Option<Vec<std::net::SocketAddr>>,
+    /// TTL of the local records and of "no such name" answers for them.
+    pub ttl: u32,
+    /// Forwarded answers kept, at most.
+    pub cache_size: u32,
+    /// Queries per second one client may send.
+    pub rate_limit: u32,
 }
 
 /// The TFTP server on the private address (port 69).

@@ -27,6 +27,19 @@ pub struct RawConfig {
     #[serde(default)]
     pub sysctl: BTreeMap<String, S<RawSysctlValue>>,
     pub tftp: Option<S<RawTftp>>,
+    pub dns: Option<S<RawDns>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub enabled: Option<bool>,
+    pub domain: Option<S<String>>,
+    pub name: Option<S<String>>,
+    pub upstream: Option<Vec<S<String>>>,
+    pub ttl: Option<S<i64>>,
+    pub cache_size: Option<S<i64>>,
+    pub rate_limit: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

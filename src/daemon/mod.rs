@@ -402,6 +402,7 @@ impl Waiting<'_> {
                 restarts: 0,
             },
             tftp: None,
+            dns: None,
             leases: Vec::new(),
         }
     }

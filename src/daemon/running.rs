@@ -10,6 +10,7 @@ use crate::control::{
     ServiceStatus,
 };
 use crate::dhcp::{self, DhcpError, LeaseView};
+use crate::dns;
 use crate::firewall::applied::{Applied, Comparison};
 use crate::firewall::nft::{Nft, NftError};
 use crate::firewall::{NftBalancer, fallback, rollback};
@@ -47,6 +48,7 @@ pub(super) struct Running {
     checks: Option<health::Checks>,
     dhcp: Option<dhcp::Server>,
     tftp: Option<tftp::Server>,
+    dns: Option<dns::Server>,
     /// Times the DHCP server ended on its own and was started again.
     dhcp_restarts: u64,
     /// The last load of our table and nft's listing right after it: the
@@ -145,6 +147,7 @@ impl Running {
             checks: None,
             dhcp: None,
             tftp: None,
+            dns: None,
             dhcp_restarts: 0,
             // A restarted daemon keeps an unchanged table (and its counters).
             applied: Applied::load(&crate::paths::state_dir()),
@@ -165,6 +168,9 @@ impl Running {
         if let Some(s) = tftp::Settings::from_config(&r.cfg) {
             r.tftp = Some(tftp::Server::start(s)?);
         }
+        // Before DHCP too, which hands out its address; a server that cannot
+        // start leaves the rest running and is tried again at reload.
+        r.reload_dns();
         if r.cfg.dhcp.enabled {
             match dhcp::Server::start(r.cfg.clone()) {
                 Ok(s) => r.dhcp = Some(s),
@@ -525,6 +531,7 @@ impl Running {
         }
         self.ensure_ipvs(false);
         self.reload_tftp();
+        self.reload_dns();
         self.reload_dhcp().await;
         ReloadOutcome::Reloaded
     }
@@ -625,6 +632,26 @@ impl Running {
         }
     }
 
+    /// Start, stop or restart the DNS server when its settings changed:
+    /// they hold every name, so a reload answers the new names at once.
+    fn reload_dns(&mut self) {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let want = dns::Settings::from_config(&self.cfg, hostname.trim(), &resolv);
+        if self.dns.as_ref().map(|s| s.settings()) == want.as_ref() {
+            return;
+        }
+        if self.dns.take().is_some() {
+            info!("DNS restarts: [dns] or the names changed");
+        }
+        if let Some(s) = want {
+            match dns::Server::start(s) {
+                Ok(s) => self.dns = Some(s),
+                Err(e) => self.note_error(format!("dns: {e}")),
+            }
+        }
+    }
+
     async fn reload_dhcp(&mut self) {
         let result = match &self.dhcp {
             Some(server) if self.cfg.dhcp.enabled => server.reload(self.cfg.clone()),
@@ -683,6 +710,7 @@ impl Running {
                 restarts: self.dhcp_restarts,
             },
             tftp: self.tftp.as_ref().map(tftp::Server::status),
+            dns: self.dns.as_ref().map(dns::Server::status),
             leases: self.leases(),
         }
     }
@@ -799,6 +827,7 @@ impl Running {
     pub(super) async fn stop(mut self) {
         self.checks = None;
         self.tftp = None;
+        self.dns = None;
         if let Some(mut d) = self.dhcp.take() {
             d.stop();
             if let Err(e) = d.wait().await {

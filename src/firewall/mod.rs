@@ -431,6 +431,20 @@ impl Build<'_> {
                 "built-in: tftp from loc ([tftp])",
             );
         }
+        if self.cfg.dns.is_some() {
+            // Forwarded queries leave through output; their answers come
+            // back as replies, accepted by conntrack above.
+            for proto in [
+                crate::config::model::Proto::Udp,
+                crate::config::model::Proto::Tcp,
+            ] {
+                rs.rule(
+                    "input",
+                    vec![iif(loc), dport(proto, &[PortRange::single(53)]), accept()],
+                    "built-in: dns from loc ([dns])",
+                );
+            }
+        }
         if fw.ssh_from_loc {
             rs.rule(
                 "input",
@@ -698,5 +712,30 @@ mod tests {
         assert!(!opens_69(""));
         assert!(!opens_69("[tftp]\nenabled = false\nroot = \"/srv/tftp\"\n"));
         assert!(opens_69("[tftp]\nroot = \"/srv/tftp\"\n"));
+    }
+
+    #[test]
+    fn dns_is_open_from_loc_only_when_served() {
+        let opens_53 = |extra: &str| {
+            let text = format!("{}{extra}", crate::config::test_text::INTERFACES);
+            let cfg = crate::config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+            let rules = build(&cfg, None).rules;
+            let on = |proto: &str| {
+                rules.iter().any(|r| {
+                    let json = serde_json::to_string(&r.stmts).unwrap();
+                    r.chain == "input"
+                        && json.contains("\"eth0\"")
+                        && json.contains(proto)
+                        && json.contains("53")
+                })
+            };
+            (on("udp"), on("tcp"))
+        };
+        assert_eq!(opens_53(""), (false, false));
+        assert_eq!(
+            opens_53("[dns]\nenabled = false\ndomain = \"c\"\n"),
+            (false, false)
+        );
+        assert_eq!(opens_53("[dns]\ndomain = \"c\"\n"), (true, true));
     }
 }

@@ -157,6 +157,7 @@ fn undocumented(text: &str) -> Vec<String> {
         "[[balancer.virtual]]\n[balancer.virtual.health]\ncheck=\"tcp\"",
         "[[service]]\nname=\"a\"\nport=1",
         "[tftp]\nroot=\"/a\"",
+        "[dns]\ndomain=\"a\"",
         "[[dhcp.boot]]\nuser_class=\"a\"\nfilename=\"a\"",
     ];
     let mut missing = Vec::new();

@@ -4,12 +4,13 @@
 //! This module holds the entry point, the [`Validator`] that collects the
 //! diagnostics, and `config`, which runs the sections in order. Each section
 //! (`interfaces`, `hosts`, `dhcp`, `firewall`, `balancer` with `[[service]]`,
-//! `sysctl`, `tftp`, then `cross_checks`) adds its methods to the `Validator` and
+//! `sysctl`, `tftp`, `dns`, then `cross_checks`) adds its methods to the `Validator` and
 //! uses only this module and `values`, the shared value parsers.
 
 mod balancer;
 mod cross_checks;
 mod dhcp;
+mod dns;
 mod firewall;
 mod hosts;
 mod interfaces;
@@ -194,13 +195,28 @@ impl<'a> Validator<'a> {
             hosts: hosts.iter().map(|h| (&*h.name, h.address)).collect(),
             public: public_ip,
         };
-        let dhcp = self.dhcp(&raw.dhcp, private.as_ref(), &hosts);
+        let mut dhcp = self.dhcp(&raw.dhcp, private.as_ref(), &hosts);
         let mut firewall = self.firewall(&raw.firewall, &names);
         let mut balancer = self.balancer(&raw.balancer, &names);
         let services = self.services(&raw.services, &names, &mut firewall, &mut balancer);
         self.check_marks(&raw, &firewall, &balancer);
         let sysctls = self.sysctls(&raw.sysctl);
         let tftp = raw.tftp.as_ref().and_then(|t| self.tftp(t));
+        let dns = raw
+            .dns
+            .as_ref()
+            .and_then(|d| self.dns(d, dhcp.as_ref(), private.as_ref(), public_ip));
+        if let (Some(dns), Some(dhcp), Some(private)) = (&dns, dhcp.as_mut(), &private) {
+            // The nodes ask the head node and search the cluster domain,
+            // unless [dhcp] says otherwise.
+            if raw.dhcp.dns_servers.is_empty() {
+                dhcp.dns_servers = vec![private.address.addr()];
+            }
+            if raw.dhcp.domain_search.is_empty() {
+                dhcp.domain_search = vec![dns.domain.clone()];
+            }
+            dhcp.domain_name.get_or_insert_with(|| dns.domain.clone());
+        }
         Some(Config {
             path: path.to_owned(),
             public: public?,
@@ -212,6 +228,7 @@ impl<'a> Validator<'a> {
             sysctls,
             services,
             tftp,
+            dns,
         })
     }
 }
