@@ -302,3 +302,28 @@ pub fn chmod_x(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
+
+/// Every skip goes through [`cannot_run`], so `HEADNODE_TEST_STRICT=1` can
+/// fail it: no other module checks for root or prints its own SKIP line.
+#[test]
+fn every_skip_goes_through_cannot_run() {
+    let dir = root().join("tests/it");
+    let mut offenders = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("tests/it") {
+        let path = entry.expect("entry").path();
+        if path.file_name().is_some_and(|n| n == "common.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read a test module");
+        for needle in ["geteuid", "getuid", "\"SKIP"] {
+            if text.contains(needle) {
+                offenders.push(format!("{}: {needle}", path.display()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "use common::can_netns / common::cannot_run instead:\n{}",
+        offenders.join("\n")
+    );
+}
