@@ -212,7 +212,10 @@ pub fn spawn(services: &[VirtualService]) -> Checks {
     let (tx, rx) = watch::channel(HealthMap::default());
     let mut tasks = JoinSet::new();
     let mut now: BTreeMap<Ipv4Addr, Vec<Arc<Notify>>> = BTreeMap::new();
-    for s in services {
+    let checked = || services.iter().filter(|s| s.health.is_some());
+    let total = checked().map(|s| s.reals.len()).sum::<usize>().max(1);
+    let mut k = 0;
+    for s in checked() {
         let Some(check) = &s.health else { continue };
         let service: Arc<[Target]> = s.reals.iter().map(|r| Target::of(s, r)).collect();
         for (i, r) in s.reals.iter().enumerate() {
@@ -222,8 +225,14 @@ pub fn spawn(services: &[VirtualService]) -> Checks {
                 me: i,
                 service: service.clone(),
                 check: check.clone(),
+                // Spread evenly over the interval, as keepalived spreads its
+                // first checks at random: 2,000 checks fired in the same
+                // millisecond overflow listen backlogs and neighbour queues
+                // and fail for no fault of the servers.
+                phase: check.interval.mul_f64(k as f64 / total as f64),
                 wake,
             };
+            k += 1;
             tasks.spawn(one.run(tx.clone()));
         }
     }
@@ -252,6 +261,8 @@ struct One {
     me: usize,
     service: Arc<[Target]>,
     check: HealthCheck,
+    /// When its first check comes, after start.
+    phase: Duration,
     wake: Arc<Notify>,
 }
 
@@ -260,7 +271,8 @@ impl One {
         let target = &self.service[self.me];
         let addr = SocketAddrV4::new(target.addr, target.port);
         let mut tracker = Tracker::new(self.check.rise, self.check.fall);
-        let mut tick = tokio::time::interval(self.check.interval);
+        let first = tokio::time::Instant::now() + self.phase;
+        let mut tick = tokio::time::interval_at(first, self.check.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // After `check_now` fails (a node that just took its lease is often
         // not serving yet): when to look again, and the delay that led there.
@@ -570,7 +582,9 @@ mod tests {
         let checks = spawn(std::slice::from_ref(&s));
         let mut rx = checks.subscribe();
         let t = Target::of(&s, &s.reals[1]);
-        // The first check runs at start; the next periodic one is an hour away.
+        // Its first check is half an hour after start (the two checks are
+        // spread over the interval): ask for it now.
+        assert_eq!(checks.check_now(*dead.ip()), 1);
         tokio::time::timeout(T, rx.wait_for(|m| !m.is_up(&t)))
             .await
             .expect("down after its first check")

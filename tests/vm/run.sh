@@ -5,6 +5,9 @@
 #
 #   tests/vm/run.sh            the origin scenario (tests/vm/origin.sh)
 #   tests/vm/run.sh bench      the IPVS benchmark (tests/bench/ipvs.sh)
+#   tests/vm/run.sh health     the health-check benchmark against keepalived
+#                              (tests/bench/health.sh; 2 vCPUs; real servers:
+#                              $HEADNODE_BENCH_REALS, 2,000 by default)
 #
 # Prints the scenario's "N passed, M failed" and exits non-zero on failure.
 # Downloads are cached under tests/vm/cache (gitignored). Needs: apt-get,
@@ -13,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mode=${1:-origin}
-case $mode in origin | bench) ;; *) echo "usage: $0 [origin|bench]" >&2; exit 64 ;; esac
+case $mode in origin | bench | health) ;; *) echo "usage: $0 [origin|bench|health]" >&2; exit 64 ;; esac
 # TCG boots in seconds; the limit is for a hung guest.
 limit=${HEADNODE_VM_TIMEOUT:-420}
 profile=${HEADNODE_VM_PROFILE:-release}
@@ -88,6 +91,29 @@ done
 # needs modules.dep, and modules.alias for the kernel's autoload requests.
 busybox depmod -b "$root" "$kver"
 [[ -s $dst/modules.dep && -s $dst/modules.alias ]] || { echo "vm: depmod made no index" >&2; exit 2; }
+if [[ $mode == health ]]; then
+    # keepalived (Debian's, and the libraries it needs that the host may
+    # lack) runs only inside the guest, in the benchmark's namespace.
+    ka=$cache/keepalived-root
+    if [[ ! -x $ka/usr/sbin/keepalived ]]; then
+        rm -rf "$ka.tmp" && mkdir -p "$ka.tmp"
+        (cd "$ka.tmp" && apt-get download -q keepalived libsnmp40 libpci3 libwrap0 2>&1 \
+            | grep -v '^W: Download is performed unsandboxed' || true)
+        for d in "$ka.tmp"/*.deb; do dpkg-deb -x "$d" "$ka.tmp"; done
+        rm -f "$ka.tmp"/*.deb
+        mv "$ka.tmp" "$ka"
+    fi
+    cp "$ka/usr/sbin/keepalived" "$root/usr/sbin/keepalived"
+    extra=$ka/usr/lib/x86_64-linux-gnu:$ka/lib/x86_64-linux-gnu
+    for lib in $(LD_LIBRARY_PATH=$extra ldd "$ka/usr/sbin/keepalived" | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
+        case $lib in "$ka"/*) to=${lib#"$ka"} ;; *) to=$lib ;; esac
+        mkdir -p "$root$(dirname "$to")"
+        cp -L "$lib" "$root$to"
+    done
+    mkdir -p "$root/etc/keepalived"
+    rustc --edition 2024 -O --target $target tests/bench/health_listener.rs -o "$root/test/health_listener"
+    cp tests/bench/health.sh "$root/test/"
+fi
 cp tests/vm/init "$root/init"
 cp tests/vm/origin.sh tests/bench/ipvs.sh tests/udhcpc.script "$root/test/"
 cp fixtures/origin/headnode.toml "$root/test/origin.toml"
@@ -100,9 +126,12 @@ echo "vm: booting $(basename "$vmlinuz") ($mode, limit ${limit}s)"
 log=$(mktemp /tmp/headnode-vm-log.XXXXXX)
 trap 'rm -rf "$root" "$root.cpio.gz" "$log"' EXIT
 set +e
-timeout "$limit" qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 -nographic -no-reboot \
+# The health benchmark's checkers, listener and kernel get a vCPU more.
+smp=1
+[[ $mode == health ]] && smp=2
+timeout "$limit" qemu-system-x86_64 -accel tcg -cpu max -smp $smp -m 1024 -nographic -no-reboot \
     -kernel "$vmlinuz" -initrd "$root.cpio.gz" \
-    -append "console=ttyS0 quiet panic=-1 hn.mode=$mode" </dev/null | tr -d '\r' | tee "$log"
+    -append "console=ttyS0 quiet panic=-1 hn.mode=$mode hn.reals=${HEADNODE_BENCH_REALS:-2000}" </dev/null | tr -d '\r' | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 if [[ $status -eq 124 ]]; then
