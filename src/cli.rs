@@ -41,11 +41,11 @@ pub enum Command {
     /// Remove headnode's firewall table and the IPVS services it created (stop the daemon first).
     Clear,
     /// Run the daemon: apply, serve DHCP, check health, reconcile drift.
-    Run,
+    Run(RunArgs),
     /// Serve DHCP only.
     Dhcp,
     /// Ask the running daemon to re-read its config; exit 1 if it is invalid, 2 if it could not be put in place.
-    Reload,
+    Reload(ReloadArgs),
     /// Show what is live: interfaces, firewall, balancer, leases.
     #[command(after_help = STATUS_EXIT_CODES)]
     Status(JsonArgs),
@@ -107,6 +107,20 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub confirm: Option<String>,
     /// Apply even if the new ruleset would cut the current SSH session.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Start even if the config's ruleset would cut an SSH session into this box.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// Reload even if the new ruleset would cut an SSH session into this box.
     #[arg(long)]
     pub force: bool,
 }

@@ -41,14 +41,21 @@ pub enum Request {
     Leases,
     /// The health checks' view, so `plan` and `apply` drain what it drained.
     Health,
-    /// Re-read the config and put it in effect.
-    Reload,
+    /// Re-read the config and put it in effect. `force`: even when its
+    /// ruleset would not let an SSH session into the box back in.
+    Reload {
+        #[serde(default)]
+        force: bool,
+    },
     /// `headnode apply` while the daemon runs: put `config` (which must be
     /// the daemon's own config file) in effect, and with `confirm_s` roll
     /// back unless `Confirm` arrives within that many seconds.
     Apply {
         config: PathBuf,
         confirm_s: Option<u64>,
+        /// The client's `--force`: the SSH guard was overridden.
+        #[serde(default)]
+        force: bool,
     },
     /// Keep what a pending `Apply` with `confirm_s` put in effect.
     Confirm,
@@ -69,7 +76,7 @@ impl Request {
             | Request::Confirm
             | Request::Unknown
             | Request::Release { .. } => Duration::from_secs(10),
-            Request::Reload | Request::Apply { .. } => Duration::from_secs(90),
+            Request::Reload { .. } | Request::Apply { .. } => Duration::from_secs(90),
         }
     }
 }
@@ -458,11 +465,12 @@ pub fn health(socket: &Path) -> Result<Option<HealthMap>, ControlError> {
 }
 
 /// Ask the daemon to reload; `None` when no daemon runs.
-pub fn reload(socket: &Path) -> Result<Option<ReloadOutcome>, ControlError> {
-    match ask(socket, &Request::Reload)? {
+pub fn reload(socket: &Path, force: bool) -> Result<Option<ReloadOutcome>, ControlError> {
+    let req = Request::Reload { force };
+    match ask(socket, &req)? {
         None => Ok(None),
         Some(Answer::Reload(r)) => Ok(Some(r)),
-        Some(other) => Err(unexpected(&Request::Reload, &other)),
+        Some(other) => Err(unexpected(&req, &other)),
     }
 }
 
@@ -471,10 +479,12 @@ pub fn apply(
     socket: &Path,
     config: &Path,
     confirm: Option<Duration>,
+    force: bool,
 ) -> Result<Option<ApplyOutcome>, ControlError> {
     let req = Request::Apply {
         config: config.to_path_buf(),
         confirm_s: confirm.map(|d| d.as_secs().max(1)),
+        force,
     };
     match ask(socket, &req)? {
         None => Ok(None),
@@ -538,14 +548,17 @@ mod tests {
             Request::Status,
             Request::Leases,
             Request::Health,
-            Request::Reload,
+            Request::Reload { force: false },
+            Request::Reload { force: true },
             Request::Apply {
                 config: "/etc/headnode/headnode.toml".into(),
                 confirm_s: Some(120),
+                force: false,
             },
             Request::Apply {
                 config: "/etc/headnode/headnode.toml".into(),
                 confirm_s: None,
+                force: true,
             },
             Request::Confirm,
             Request::Unknown,

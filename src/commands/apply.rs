@@ -63,25 +63,17 @@ pub fn run(path: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
         _ => {}
     }
     for l in &plan.lockouts {
-        let (c, why) = (&l.session, &l.why);
         if !args.force {
             return Err(InvalidInput(format!(
-                "refusing to apply: the new ruleset would not accept a new SSH connection from {} to {} port {} ({why}); \
-                 add a rule for it, or use --force (and --confirm) to apply anyway",
-                c.client, c.server, c.port
+                "refusing to apply: {l}; add a rule for it, or use --force (and --confirm) to apply anyway"
             ))
             .into());
         }
-        tracing::warn!(
-            "--force: the new ruleset does not accept a new SSH connection from {} to {} port {} ({why})",
-            c.client,
-            c.server,
-            c.port
-        );
+        tracing::warn!("--force: {l}");
     }
     let socket = crate::paths::control_socket();
     if control::listening(&socket)? {
-        return through_daemon(&socket, path, &plan, confirm);
+        return through_daemon(&socket, path, &plan, confirm, args.force);
     }
     // A confirm window a stopped daemon still held would roll this apply
     // back when the daemon starts: this apply supersedes it.
@@ -111,8 +103,9 @@ fn through_daemon(
     path: &Path,
     plan: &plan::Plan,
     confirm: Option<std::time::Duration>,
+    force: bool,
 ) -> anyhow::Result<()> {
-    let outcome = control::apply(socket, path, confirm)?.ok_or_else(|| {
+    let outcome = control::apply(socket, path, confirm, force)?.ok_or_else(|| {
         anyhow::anyhow!("the headnode daemon stopped while applying; run apply again")
     })?;
     match outcome {

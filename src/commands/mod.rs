@@ -38,8 +38,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Dhcp => dhcp::run(path),
         Command::Leases(args) => leases::run(path, &args),
         Command::Import(args) => import::run(&args),
-        Command::Run => run::run(path),
-        Command::Reload => reload::run(),
+        Command::Run(args) => run::run(path, &args),
+        Command::Reload(args) => reload::run(&args),
     }?;
     Ok(0)
 }

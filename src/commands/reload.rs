@@ -3,12 +3,13 @@
 //! failed load (exit 2) leave the daemon running the previous one. The
 //! systemd unit's `ExecReload` runs this, so `systemctl reload` fails too.
 
+use crate::cli::ReloadArgs;
 use crate::control::{self, ReloadOutcome};
 use crate::paths;
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(args: &ReloadArgs) -> anyhow::Result<()> {
     let sock = paths::control_socket();
-    match control::reload(&sock)? {
+    match control::reload(&sock, args.force)? {
         None => anyhow::bail!(
             "no headnode daemon is running (no control socket at {})",
             sock.display()

@@ -61,7 +61,9 @@ struct ControlMsg {
     reply: tokio::sync::oneshot::Sender<Answer>,
 }
 
-pub async fn run(path: PathBuf) -> anyhow::Result<()> {
+/// `force`: start even when the config's ruleset would not let an SSH
+/// session into the box back in (the guard `apply` runs).
+pub async fn run(path: PathBuf, force: bool) -> anyhow::Result<()> {
     // Signals from the first instant: a SIGTERM or SIGHUP during start-up is
     // handled, not fatal.
     let mut hup = signal(SignalKind::hangup())?;
@@ -96,6 +98,9 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
         }
     };
     let (base, text, pending) = held_at_start(&path, base, text);
+    // At boot nobody is logged in; started by hand over SSH, the admin must
+    // not be locked out by it.
+    guard_start(&base, force)?;
     let mut state = Running::start(Arc::new(base), text, pending).await?;
     let mut health = state.health_updates();
     notify::notify("READY=1");
@@ -113,7 +118,7 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
         tokio::select! {
             _ = hup.recv() => {
                 notify::reloading();
-                state.reload(&path).await;
+                state.reload(&path, false).await;
                 notify::reloaded(&notify::status_line(&state.summary()));
             }
             _ = term.recv() => break,
@@ -132,16 +137,16 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
             () = until(confirm_deadline) => state.roll_back().await,
             Some(msg) = ctl_rx.recv() => {
                 let answer = match msg.req {
-                    Request::Reload => {
+                    Request::Reload { force } => {
                         notify::reloading();
-                        let outcome = state.reload(&path).await;
+                        let outcome = state.reload(&path, force).await;
                         notify::reloaded(&notify::status_line(&state.summary()));
                         Answer::Reload(outcome)
                     }
-                    Request::Apply { config, confirm_s } => Answer::Apply(match same_file(&config, &path) {
+                    Request::Apply { config, confirm_s, force } => Answer::Apply(match same_file(&config, &path) {
                         true => {
                             notify::reloading();
-                            let outcome = state.apply(&path, confirm_s.map(Duration::from_secs)).await;
+                            let outcome = state.apply(&path, confirm_s.map(Duration::from_secs), force).await;
                             notify::reloaded(&notify::status_line(&state.summary()));
                             outcome
                         }
@@ -233,6 +238,25 @@ fn same_file(a: &Path, b: &Path) -> bool {
     real(a) == real(b)
 }
 
+fn guard_start(base: &Config, force: bool) -> anyhow::Result<()> {
+    let mut cfg = base.clone();
+    if cfg.public.address.is_none()
+        && let Some(a) = crate::netinfo::ipv4_of(&cfg.public.name)
+    {
+        cfg.resolve_public(a);
+    }
+    for l in crate::plan::lockouts(&cfg, &crate::firewall::guard::sessions()) {
+        if !force {
+            return Err(crate::errors::InvalidInput(format!(
+                "refusing to start: {l}; add a rule for it, or `headnode run --force`"
+            ))
+            .into());
+        }
+        tracing::warn!("--force: {l}");
+    }
+    Ok(())
+}
+
 /// Ping systemd's watchdog while the main loop's heartbeat is recent. Any
 /// one blocking call has a deadline of at most 20 s, so a beat older than
 /// `STUCK` means the loop itself is stuck; then the pings stop and systemd
@@ -301,7 +325,7 @@ impl Waiting<'_> {
                 _ = self.int.recv() => return Ok(None),
                 Some(msg) = self.ctl.recv() => {
                     let answer = match msg.req {
-                        Request::Reload => match config::load_text(self.path) {
+                        Request::Reload { .. } => match config::load_text(self.path) {
                             Ok(loaded) => {
                                 let _ = msg.reply.send(Answer::Reload(ReloadOutcome::Reloaded));
                                 tracing::info!(config = %self.path.display(), "the config loads now; starting");

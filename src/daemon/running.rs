@@ -478,7 +478,7 @@ impl Running {
     /// Re-read the config and put it in effect. An invalid config, or one
     /// whose ruleset nft refuses, changes nothing: the running config and
     /// its firewall stay, and the outcome says why.
-    pub(super) async fn reload(&mut self, path: &Path) -> ReloadOutcome {
+    pub(super) async fn reload(&mut self, path: &Path, force: bool) -> ReloadOutcome {
         let (base, text) = match config::load_text(path) {
             Ok((cfg, text)) => (Arc::new(cfg), text),
             Err(e) => {
@@ -487,7 +487,7 @@ impl Running {
                 return ReloadOutcome::Rejected { errors };
             }
         };
-        let outcome = self.put_in_effect(base, text).await;
+        let outcome = self.put_in_effect(base, text, force).await;
         if outcome == ReloadOutcome::Reloaded {
             info!(config = %path.display(), "reloaded");
         }
@@ -498,8 +498,26 @@ impl Running {
     /// now), the firewall first: when nft refuses its ruleset (one
     /// transaction, so the old table is untouched) the old config stays in
     /// effect everywhere and the outcome says why.
-    async fn put_in_effect(&mut self, base: Arc<Config>, text: String) -> ReloadOutcome {
+    /// Unless `force`, a config whose ruleset would not let an SSH session
+    /// into the box back in is rejected, as `apply` does.
+    async fn put_in_effect(
+        &mut self,
+        base: Arc<Config>,
+        text: String,
+        force: bool,
+    ) -> ReloadOutcome {
         let cfg = resolve(&base);
+        let sessions = blocking(crate::firewall::guard::sessions);
+        for l in plan::lockouts(&cfg, &sessions) {
+            if !force {
+                let errors = format!(
+                    "refusing the new config: {l}; add a rule for it, or `headnode reload --force`"
+                );
+                error!("{errors}");
+                return ReloadOutcome::Rejected { errors };
+            }
+            warn!("--force: {l}");
+        }
         let services_changed = serde_json::to_value(&cfg.balancer.services).ok()
             != serde_json::to_value(&self.cfg.balancer.services).ok();
         let previous = (
@@ -540,7 +558,12 @@ impl Running {
     /// in effect itself (so its next reconcile does not undo it), and with
     /// `confirm` goes back to the running config unless `headnode confirm`
     /// arrives in time.
-    pub(super) async fn apply(&mut self, path: &Path, confirm: Option<Duration>) -> ApplyOutcome {
+    pub(super) async fn apply(
+        &mut self,
+        path: &Path,
+        confirm: Option<Duration>,
+        force: bool,
+    ) -> ApplyOutcome {
         if let Some(p) = &self.pending {
             return ApplyOutcome::Refused {
                 why: format!(
@@ -553,7 +576,7 @@ impl Running {
             };
         }
         let (previous, previous_text) = (self.base.clone(), self.text.clone());
-        match self.reload(path).await {
+        match self.reload(path, force).await {
             ReloadOutcome::Reloaded => {}
             ReloadOutcome::Rejected { errors } => return ApplyOutcome::Rejected { errors },
             ReloadOutcome::Failed { error } => return ApplyOutcome::Failed { error },
@@ -607,7 +630,8 @@ impl Running {
             "no `headnode confirm` in time: rolling back to the config that ran before the apply"
         );
         if let ReloadOutcome::Failed { error } =
-            self.put_in_effect(p.previous, p.previous_text).await
+            // Going back is never refused: it restores what ran before.
+            self.put_in_effect(p.previous, p.previous_text, true).await
         {
             self.note_error(format!("rollback: {error}"));
         }

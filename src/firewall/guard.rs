@@ -5,6 +5,7 @@
 
 use crate::config::model::{Action, Config, Proto, Zone};
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 /// `SSH_CONNECTION`: "client_ip client_port server_ip server_port".
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -57,12 +58,13 @@ pub fn sessions() -> Vec<SshConnection> {
     out
 }
 
-/// The ports in sshd's config (`Port N`, also in `sshd_config.d/*.conf`).
+/// The ports in sshd's config (`Port N`, also in `sshd_config.d/*.conf`
+/// beside it): `/etc/ssh/sshd_config`, or `$HEADNODE_SSHD_CONFIG`.
 fn sshd_ports() -> Vec<u16> {
-    let mut texts: Vec<String> = std::fs::read_to_string("/etc/ssh/sshd_config")
-        .into_iter()
-        .collect();
-    if let Ok(dir) = std::fs::read_dir("/etc/ssh/sshd_config.d") {
+    let main = std::env::var_os("HEADNODE_SSHD_CONFIG")
+        .map_or_else(|| PathBuf::from("/etc/ssh/sshd_config"), PathBuf::from);
+    let mut texts: Vec<String> = std::fs::read_to_string(&main).into_iter().collect();
+    if let Ok(dir) = std::fs::read_dir(main.with_extension("d")) {
         texts.extend(
             dir.flatten()
                 .filter_map(|e| std::fs::read_to_string(e.path()).ok()),

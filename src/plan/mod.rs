@@ -110,6 +110,35 @@ fn as_ipvsadm_ops<S: serde::Serializer>(ops: &[ipvs::Op], s: S) -> Result<S::Ok,
     s.collect_seq(ops.iter().map(|op| format!("ipvsadm {op}")))
 }
 
+/// The SSH `sessions` that `cfg`'s ruleset would not accept again. Pure;
+/// `apply`, `init`, the daemon's start and its reloads all ask it.
+pub fn lockouts(cfg: &Config, sessions: &[SshConnection]) -> Vec<Lockout> {
+    if !cfg.firewall.enabled {
+        return Vec::new();
+    }
+    sessions
+        .iter()
+        .filter_map(|c| match guard::ssh_allowed(cfg, c) {
+            (true, _) => None,
+            (false, why) => Some(Lockout {
+                session: c.clone(),
+                why,
+            }),
+        })
+        .collect()
+}
+
+impl std::fmt::Display for Lockout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.session;
+        write!(
+            f,
+            "the new ruleset would not accept a new SSH connection from {} to {} port {} ({})",
+            c.client, c.server, c.port, self.why
+        )
+    }
+}
+
 /// The balancer loaded with the ruleset when nftables balances: every real
 /// server up except those `health` has down.
 pub fn nft_balancer(cfg: &Config, backend: Backend, health: &HealthMap) -> Option<NftBalancer> {
@@ -216,20 +245,7 @@ pub fn compute(cfg: &Config, live: &Live) -> anyhow::Result<Plan> {
     let firewall = firewall_plan(ruleset, &live.nft)?;
     let ipvs = (backend == Backend::Ipvs && !cfg.balancer.services.is_empty())
         .then(|| ipvs_plan(cfg, live));
-    let lockouts = if cfg.firewall.enabled {
-        live.ssh
-            .iter()
-            .filter_map(|c| match guard::ssh_allowed(cfg, c) {
-                (true, _) => None,
-                (false, why) => Some(Lockout {
-                    session: c.clone(),
-                    why,
-                }),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let lockouts = lockouts(cfg, &live.ssh);
     Ok(Plan {
         backend,
         backend_reason,

@@ -143,10 +143,7 @@ impl Plan {
             RulesetState::Unknown(why) => o.push_str(&format!("live: not compared ({why})\n")),
         }
         for l in &self.lockouts {
-            o.push_str(&format!(
-                "ssh: the new ruleset would not accept a new SSH connection from {} to {} port {} ({}); apply refuses without --force\n",
-                l.session.client, l.session.server, l.session.port, l.why
-            ));
+            o.push_str(&format!("ssh: {l}; apply refuses without --force\n"));
         }
         if let Some(ipvs) = &self.ipvs {
             o.push_str("\nipvs:\n");

@@ -25,6 +25,8 @@ struct Lab {
     dir: PathBuf,
     /// More `VAR=value` for the daemon and every command (e.g. `HEADNODE_NFT`).
     extra_env: Vec<String>,
+    /// Flags after `run` (e.g. `--force`).
+    run_flags: Vec<&'static str>,
     reconcile: &'static str,
 }
 
@@ -66,6 +68,7 @@ impl Lab {
             nodes,
             dir,
             extra_env: Vec::new(),
+            run_flags: Vec::new(),
             reconcile: "2s",
         }
     }
@@ -118,6 +121,7 @@ impl Lab {
             cfg.display().to_string(),
             "run".into(),
         ]);
+        argv.extend(self.run_flags.iter().map(|f| f.to_string()));
         let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
         let log = self.dir.join("daemon.log");
         let pid = self.head.spawn_logged(&refs, &log);
@@ -1260,4 +1264,82 @@ fn refused_nodes_are_listed_with_a_host_block_and_leases_can_be_released() {
         (o.status.code() == Some(2)).then_some(o)
     });
     assert!(gone.is_some(), "leases --unknown without a daemon exits 2");
+}
+
+/// The SSH guard sees the sessions in the kernel's socket table, not the
+/// environment (sudo drops SSH_CONNECTION): with a session from the internet
+/// that the config's ruleset would not let back in, the daemon refuses to
+/// start and to reload unless forced, and `apply` through it likewise.
+#[test]
+fn the_ssh_guard_sees_sessions_and_guards_start_reload_and_apply() {
+    if !can_netns(&["nft", "python3"]) {
+        return;
+    }
+    let mut lab = Lab::new("gd", &[]);
+    // sshd listens on 2222 here.
+    let sshd_config = lab.dir.join("sshd_config");
+    std::fs::write(&sshd_config, "Port 2222\n").unwrap();
+    lab.extra_env
+        .push(format!("HEADNODE_SSHD_CONFIG={}", sshd_config.display()));
+    write_config(&lab, "");
+    let listen = "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',2222))\ns.listen()\nc,_=s.accept()\ntime.sleep(120)";
+    lab.head.spawn(&["python3", "-c", listen]);
+    std::thread::sleep(Duration::from_millis(500));
+    let connect = "import socket,time\nc=socket.create_connection(('203.0.113.210',2222),timeout=5)\ntime.sleep(120)";
+    lab.net.spawn(&["python3", "-c", connect]);
+    let up = wait_for(Duration::from_secs(5), || {
+        let ss = lab.head.ok(&["ss", "-Htn", "state", "established"]);
+        ss.contains("203.0.113.253").then_some(())
+    });
+    assert!(up.is_some(), "no session");
+
+    // No SSH_CONNECTION anywhere: the guard still sees it.
+    let out = lab.headnode(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = text(&out);
+    assert!(
+        err.contains("refusing to start")
+            && err.contains("from 203.0.113.253 to 203.0.113.210 port 2222"),
+        "{err}"
+    );
+    assert!(!table_exists(&lab.head), "nothing loaded");
+    let plan = text(&lab.headnode(&["plan"]));
+    assert!(
+        plan.contains("ssh: the new ruleset would not accept"),
+        "{plan}"
+    );
+
+    lab.run_flags = vec!["--force"];
+    lab.start_daemon();
+    assert!(
+        lab.log()
+            .contains("--force: the new ruleset would not accept"),
+        "{}",
+        lab.log()
+    );
+    // The session itself survives (established), and reload guards too.
+    let reload = lab.headnode(&["reload"]);
+    assert_eq!(reload.status.code(), Some(1), "{}", text(&reload));
+    assert!(
+        text(&reload).contains("refusing the new config"),
+        "{}",
+        text(&reload)
+    );
+    let forced = lab.headnode(&["reload", "--force"]);
+    assert!(forced.status.success(), "{}", text(&forced));
+    let apply = lab.headnode(&["apply"]);
+    assert_eq!(apply.status.code(), Some(1), "{}", text(&apply));
+    assert!(
+        text(&apply).contains("refusing to apply"),
+        "{}",
+        text(&apply)
+    );
+
+    // A rule for it: everything goes through without --force.
+    write_config(
+        &lab,
+        "[[firewall.rule]]\naction = \"accept\"\nfrom = \"net\"\nto = \"fw\"\nproto = \"tcp\"\nports = [2222]\n",
+    );
+    let reload = lab.headnode(&["reload"]);
+    assert!(reload.status.success(), "{}", text(&reload));
 }
