@@ -116,6 +116,11 @@ how long one nft run may take before it is killed (a duration; default 20s)
 how often the daemon compares the kernel with the config and repairs drift
 (a duration; default 10s)
 .TP
+\fBHEADNODE_SSHD_CONFIG\fR
+the sshd config whose \fBPort\fR lines name the SSH ports the lockout guard
+watches (default \fI/etc/ssh/sshd_config\fR and its \fI.d\fR directory; port 22
+when it names none)
+.TP
 \fBRUST_LOG\fR
 log filter (e.g. \fBdebug\fR), overriding \fB\-v\fR
 .TP
