@@ -100,8 +100,9 @@ pub async fn run(path: PathBuf, force: bool) -> anyhow::Result<()> {
     let (base, text, pending) = held_at_start(&path, base, text);
     // At boot nobody is logged in; started by hand over SSH, the admin must
     // not be locked out by it.
+    let base = Arc::new(base);
     guard_start(&base, force)?;
-    let mut state = Running::start(Arc::new(base), text, pending).await?;
+    let mut state = Running::start(base, text, pending).await?;
     let mut health = state.health_updates();
     notify::notify("READY=1");
     notify::status(&notify::status_line(&state.summary()));
@@ -238,13 +239,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
     real(a) == real(b)
 }
 
-fn guard_start(base: &Config, force: bool) -> anyhow::Result<()> {
-    let mut cfg = base.clone();
-    if cfg.public.address.is_none()
-        && let Some(a) = crate::netinfo::ipv4_of(&cfg.public.name)
-    {
-        cfg.resolve_public(a);
-    }
+fn guard_start(base: &Arc<Config>, force: bool) -> anyhow::Result<()> {
+    let cfg = running::resolve(base);
     for l in crate::plan::lockouts(&cfg, &crate::firewall::guard::sessions()) {
         if !force {
             return Err(crate::errors::InvalidInput(format!(

@@ -88,7 +88,7 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// `base` with its `"auto"` public address read from the interface, when
 /// it has one now; otherwise `base` as it is (the ruleset then leaves out
 /// what needs the address).
-fn resolve(base: &Arc<Config>) -> Arc<Config> {
+pub(super) fn resolve(base: &Arc<Config>) -> Arc<Config> {
     if base.public.address.is_some() {
         return base.clone();
     }
