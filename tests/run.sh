@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run every headnode test: unit, golden files, CLI, and (as root) the
 # network-namespace integration tests, the .deb in a fresh Debian 12 root,
-# IPVS on a real IPVS kernel in a VM, and a VM that network-boots from
-# headnode. Sets up its own dependencies.
+# IPVS on a real IPVS kernel in a VM, a VM that network-boots from
+# headnode, and DHCP through power cuts in a VM. Sets up its own dependencies.
 # Every part runs even when an earlier one failed; the exit status says
 # whether all passed.
 set -uo pipefail
@@ -27,6 +27,8 @@ if [[ $(id -u) -eq 0 ]]; then
     bash tests/vm/run.sh origin || failed+=("tests/vm/run.sh")
     # A disk-less guest network-boots from `headnode run` (DHCP, iPXE, TFTP).
     bash tests/vm/pxe.sh || failed+=("tests/vm/pxe.sh")
+    # Power loss: qemu killed under DHCP load 20 times, every ACK checked.
+    bash tests/vm/run.sh powerloss || failed+=("tests/vm/run.sh powerloss")
 fi
 # Skipped tests print "SKIP <test>: needs ..." (never under HEADNODE_TEST_STRICT=1).
 skipped=$(grep -cE '(^|\.\.\. )SKIP [^ ]+: needs ' /tmp/headnode-test.log)

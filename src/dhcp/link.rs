@@ -71,8 +71,8 @@ impl Watch {
             .map_err(|e| std::io::Error::other(format!("rtnetlink events: {e}")))?;
         // A bounded wait, so the thread notices `stop`.
         let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: WAIT.as_micros() as libc::suseconds_t,
+            tv_sec: WAIT.as_secs() as _,
+            tv_usec: WAIT.subsec_micros() as _,
         };
         // SAFETY: setsockopt reads a timeval that lives across the call.
         let rc = unsafe {
