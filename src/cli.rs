@@ -211,4 +211,5 @@ pub const STATUS_EXIT_CODES: &str = "Exit status (the lowest that applies):
   2  status itself failed (e.g. the control socket cannot be read)
   3  the daemon is not running
   4  drift: the firewall or the IPVS table does not match the config (or cannot be read)
-  5  a load-balanced service has no healthy real server";
+  5  a load-balanced service has no healthy real server
+  6  DHCP is on but does not answer (no server, the interface gone or down, or stuck)";

@@ -641,6 +641,7 @@ mod tests {
                         deaf: Some("interface eth0 is down".into()),
                         pool_refused: Some("lease file unwritable".into()),
                         rebinds: 1,
+                        stalled_s: Some(30),
                     },
                     counters: CountersView {
                         received: 3,

@@ -94,7 +94,8 @@ runtime failure (a command that failed, a daemon that could not be reached)
 .PP
 \fBheadnode status\fR has its own: 3 the daemon is not running, 4 drift (the
 firewall or IPVS differs from the config), 5 a load-balanced service has no
-healthy real server; see \fBheadnode\-status\fR(8).
+healthy real server, 6 DHCP is on but does not answer; see
+\fBheadnode\-status\fR(8).
 .SH ENVIRONMENT
 .TP
 \fBHEADNODE_CONFIG\fR

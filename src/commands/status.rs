@@ -39,6 +39,9 @@ pub enum Verdict {
     Drift = 4,
     /// A load-balanced service has no healthy real server.
     NoHealthyReal = 5,
+    /// DHCP is on but its server does not answer: none runs, it is deaf
+    /// (the interface is gone, down or without its address), or stuck.
+    DhcpNotServing = 6,
 }
 
 /// `headnode status --json`. `version` changes when the shape does.
@@ -350,12 +353,36 @@ fn verdict(r: &Report) -> Exit {
             format!("service {}: no real server is healthy", s.name),
         ));
     }
+    if let Some(why) = r.dhcp.as_ref().and_then(dhcp_not_serving) {
+        found.push((Verdict::DhcpNotServing, why));
+    }
     let verdict = found.iter().map(|(v, _)| *v).min().unwrap_or(Verdict::Ok);
     Exit {
         code: verdict as u8,
         verdict,
         reasons: found.into_iter().map(|(_, why)| why).collect(),
     }
+}
+
+/// PURE: why DHCP, when on, does not answer.
+fn dhcp_not_serving(d: &DhcpStatus) -> Option<String> {
+    if !d.enabled {
+        return None;
+    }
+    let Some(server) = &d.server else {
+        return Some("dhcp: no server runs (see the last error)".into());
+    };
+    let st = &server.status;
+    if let Some(s) = st.stalled_s {
+        return Some(format!("dhcp: the server has not moved for {s} s"));
+    }
+    (!st.serving).then(|| {
+        format!(
+            "dhcp: not listening on {}: {}",
+            st.interface,
+            st.deaf.as_deref().unwrap_or("unknown")
+        )
+    })
 }
 
 fn render(s: &Report, ipvs_text: Option<&str>) -> String {
@@ -473,6 +500,13 @@ fn render(s: &Report, ipvs_text: Option<&str>) -> String {
     }
     let serving = s.dhcp.as_ref().and_then(|d| d.server.as_ref());
     match (&s.dhcp, serving) {
+        (Some(_), Some(d)) if d.status.stalled_s.is_some() => {
+            let secs = d.status.stalled_s.unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "\ndhcp: STUCK: its loop has not moved for {secs} s (systemd's watchdog restarts the daemon)"
+            );
+        }
         (Some(_), Some(d)) if d.status.serving => {
             let _ = writeln!(
                 o,
@@ -637,6 +671,24 @@ mod tests {
         }
     }
 
+    fn dhcp(serving: bool, stalled_s: Option<u64>) -> DhcpStatus {
+        DhcpStatus {
+            enabled: true,
+            server: Some(crate::control::DhcpServing {
+                status: crate::dhcp::Status {
+                    interface: "lan0".into(),
+                    serving,
+                    deaf: (!serving).then(|| "interface lan0 is down".into()),
+                    pool_refused: None,
+                    rebinds: 0,
+                    stalled_s,
+                },
+                counters: Default::default(),
+            }),
+            restarts: 0,
+        }
+    }
+
     #[test]
     fn exit_codes_follow_what_was_found() {
         let all_well = report();
@@ -669,6 +721,37 @@ mod tests {
         stopped.balancer.services.clear();
         assert_eq!(verdict(&stopped).code, 3);
 
+        let mut deaf = report();
+        deaf.dhcp = Some(dhcp(false, None));
+        let e = verdict(&deaf);
+        assert_eq!((e.code, e.verdict), (6, Verdict::DhcpNotServing));
+        assert_eq!(
+            e.reasons,
+            ["dhcp: not listening on lan0: interface lan0 is down"]
+        );
+        let mut stuck = report();
+        stuck.dhcp = Some(dhcp(true, Some(21)));
+        assert_eq!(
+            verdict(&stuck).reasons,
+            ["dhcp: the server has not moved for 21 s"]
+        );
+        let mut gone = report();
+        gone.dhcp = Some(DhcpStatus {
+            server: None,
+            ..dhcp(true, None)
+        });
+        assert_eq!(verdict(&gone).code, 6);
+        let mut off = report();
+        off.dhcp = Some(DhcpStatus {
+            enabled: false,
+            server: None,
+            restarts: 0,
+        });
+        assert_eq!(verdict(&off).code, 0, "DHCP off is not a fault");
+        let mut serving = report();
+        serving.dhcp = Some(dhcp(true, None));
+        assert_eq!(verdict(&serving).code, 0);
+
         // Several at once: the lowest code, every reason.
         let mut all = down;
         all.firewall.state = Some(FirewallState::Missing);
@@ -692,6 +775,7 @@ mod tests {
             Verdict::NotRunning,
             Verdict::Drift,
             Verdict::NoHealthyReal,
+            Verdict::DhcpNotServing,
         ] {
             assert!(
                 help.contains(&format!("\n  {}  ", v as u8)),

@@ -128,7 +128,10 @@ pub async fn run(path: PathBuf, force: bool) -> anyhow::Result<()> {
                 state.reconcile().await;
                 notify::status(&notify::status_line(&state.summary()));
             }
-            _ = address.tick() => state.follow_public_address().await,
+            _ = address.tick() => {
+                state.follow_public_address().await;
+                state.watch_dhcp();
+            }
             Ok(()) = health.changed() => {
                 let map = health.borrow_and_update().clone();
                 state.health_changed(map).await;
@@ -253,12 +256,10 @@ fn guard_start(base: &Arc<Config>, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ping systemd's watchdog while the main loop's heartbeat is recent. Any
-/// one blocking call has a deadline of at most 20 s, so a beat older than
-/// `STUCK` means the loop itself is stuck; then the pings stop and systemd
+/// Ping systemd's watchdog while the main loop's heartbeat is recent and no
+/// part is stuck (`heartbeat::stuck`); otherwise the pings stop and systemd
 /// restarts the daemon.
 fn spawn_watchdog() {
-    const STUCK: Duration = Duration::from_secs(25);
     let Some(every) = notify::watchdog_interval() else {
         return;
     };
@@ -266,14 +267,9 @@ fn spawn_watchdog() {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            let age = heartbeat::age();
-            if age < STUCK {
-                notify::notify("WATCHDOG=1");
-            } else {
-                tracing::error!(
-                    "main loop has not moved for {} s; no watchdog ping",
-                    age.as_secs()
-                );
+            match heartbeat::stuck() {
+                None => notify::notify("WATCHDOG=1"),
+                Some(why) => tracing::error!("{why}; no watchdog ping"),
             }
         }
     });

@@ -51,6 +51,8 @@ pub(super) struct Running {
     dns: Option<dns::Server>,
     /// Times the DHCP server ended on its own and was started again.
     dhcp_restarts: u64,
+    /// `watch_dhcp` found the server's loop stuck.
+    dhcp_stuck: bool,
     /// The last load of our table and nft's listing right after it: the
     /// live table has drifted when nft lists it differently.
     applied: Option<Applied>,
@@ -149,6 +151,7 @@ impl Running {
             tftp: None,
             dns: None,
             dhcp_restarts: 0,
+            dhcp_stuck: false,
             // A restarted daemon keeps an unchanged table (and its counters).
             applied: Applied::load(&crate::paths::state_dir()),
             firewall_repairs: 0,
@@ -443,6 +446,21 @@ impl Running {
     }
 
     /// Start an ended DHCP server again, and count it.
+    /// A DHCP server whose loop has stopped going round cannot be stopped or
+    /// replaced from here (its thread holds the lease file's lock): mark it
+    /// stuck, so the watchdog pings stop and systemd restarts the daemon.
+    pub(super) fn watch_dhcp(&mut self) {
+        let stalled = self.dhcp.as_ref().and_then(|d| d.status().stalled_s);
+        let why = stalled.map(|s| format!("the DHCP server has not moved for {s} s"));
+        match (&why, self.dhcp_stuck) {
+            (Some(w), false) => tracing::error!("{w}; systemd's watchdog will restart the daemon"),
+            (None, true) => tracing::info!("the DHCP server moves again"),
+            _ => {}
+        }
+        self.dhcp_stuck = why.is_some();
+        super::heartbeat::set_stuck(why);
+    }
+
     fn dhcp_ended(&mut self, why: Result<(), DhcpError>) {
         self.dhcp = None;
         self.dhcp_restarts += 1;

@@ -37,7 +37,7 @@ use socket::Outbox;
 use std::io;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -310,6 +310,7 @@ struct Shared {
     /// took its lease is health-checked at once). Dropped when full: the
     /// periodic checks cover what is missed.
     acked: tokio::sync::mpsc::Sender<Ipv4Addr>,
+    turns: Turns,
 }
 
 /// What the server is doing, for `status`.
@@ -325,6 +326,42 @@ pub struct Status {
     pub pool_refused: Option<String>,
     /// Times the socket was bound again after the interface changed.
     pub rebinds: u64,
+    /// Seconds since the server's loop last went round, once that is
+    /// `STALLED` or more: it is stuck, and only a restart of the daemon
+    /// helps (the daemon stops feeding systemd's watchdog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_s: Option<u64>,
+}
+
+/// A server loop that has not gone round for this long is stuck: it turns
+/// at least every `socket::RECV_TIMEOUT` (or `DEAF_WAIT`), and its slowest
+/// step, reading the interfaces, gives up well before this.
+pub const STALLED: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// When the server's loop last went round.
+struct Turns {
+    epoch: Instant,
+    /// Milliseconds since `epoch` at the last turn.
+    last: AtomicU64,
+}
+
+impl Turns {
+    fn new() -> Turns {
+        Turns {
+            epoch: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn turn(&self) {
+        self.last
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn since(&self) -> std::time::Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        std::time::Duration::from_millis(now.saturating_sub(self.last.load(Ordering::Relaxed)))
+    }
 }
 
 /// Lines to append and the replies that wait for them.
@@ -446,6 +483,7 @@ impl Server {
             held: AtomicUsize::new(0),
             stop: Arc::new(AtomicBool::new(false)),
             acked: acked_tx,
+            turns: Turns::new(),
         });
         let (job_tx, job_rx) = std_mpsc::channel::<Job>();
         let wsh = shared.clone();
@@ -565,7 +603,9 @@ impl Server {
 
     /// Listening or deaf (and why), and whether the pool is served.
     pub fn status(&self) -> Status {
-        lock(&self.shared.status).clone()
+        let mut st = lock(&self.shared.status).clone();
+        st.stalled_s = stalled(self.shared.turns.since());
+        st
     }
 
     /// Ask the server to stop (within `socket::RECV_TIMEOUT`); `wait`
@@ -615,6 +655,11 @@ impl Server {
     }
 }
 
+/// PURE: the stall `status` reports for a loop idle this long.
+fn stalled(idle: std::time::Duration) -> Option<u64> {
+    (idle >= STALLED).then_some(idle.as_secs())
+}
+
 /// Per-thread state of the server loop.
 struct Loop {
     iface: String,
@@ -656,6 +701,7 @@ fn serve(
     let mut acted_on = None::<Option<u64>>;
     let mut looked = Instant::now();
     loop {
+        shared.turns.turn();
         let stopping = shared.stop.load(Ordering::Relaxed);
         if !stopping {
             let changes = watch.as_ref().map(|w| w.changes.load(Ordering::Relaxed));
@@ -1078,6 +1124,17 @@ end = "192.168.1.200"
         shared_with_acks(extra).0
     }
 
+    #[test]
+    fn a_loop_idle_for_stalled_is_reported_stuck() {
+        use std::time::Duration;
+        assert_eq!(stalled(Duration::from_millis(200)), None);
+        assert_eq!(stalled(STALLED - Duration::from_millis(1)), None);
+        assert_eq!(stalled(STALLED + Duration::from_millis(1500)), Some(21));
+        let turns = Turns::new();
+        turns.turn();
+        assert!(turns.since() < STALLED);
+    }
+
     fn shared_with_acks(extra: &str) -> (Arc<Shared>, tokio::sync::mpsc::Receiver<Ipv4Addr>) {
         let (acked, acks) = tokio::sync::mpsc::channel(ACKED_QUEUE);
         let text = format!("{}{extra}", crate::config::test_text::INTERFACES);
@@ -1096,6 +1153,7 @@ end = "192.168.1.200"
             held: AtomicUsize::new(0),
             stop: Arc::new(AtomicBool::new(false)),
             acked,
+            turns: Turns::new(),
         });
         (shared, acks)
     }

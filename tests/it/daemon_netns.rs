@@ -547,6 +547,28 @@ backend = "nftables"
         "{text}"
     );
 
+    // The LAN interface goes down: DHCP is deaf (6), listed after the 5.
+    lab.head.ok(&["ip", "link", "set", "eth0", "down"]);
+    let dhcp_reason = |v: &serde_json::Value| {
+        v["exit"]["reasons"].as_array().is_some_and(|r| {
+            r.iter().any(|r| {
+                r.as_str()
+                    .is_some_and(|r| r.starts_with("dhcp: not listening on eth0"))
+            })
+        })
+    };
+    let deaf = wait_for(Duration::from_secs(5), || {
+        let (code, v) = lab.status();
+        (code == 5 && dhcp_reason(&v)).then_some(v)
+    });
+    deaf.unwrap_or_else(|| panic!("no DHCP reason:\n{:#}\n{}", lab.status().1, lab.log()));
+    lab.head.ok(&["ip", "link", "set", "eth0", "up"]);
+    let back = wait_for(Duration::from_secs(5), || {
+        let (_, v) = lab.status();
+        (!dhcp_reason(&v)).then_some(())
+    });
+    back.unwrap_or_else(|| panic!("DHCP still deaf:\n{:#}", lab.status().1));
+
     // The table is flushed behind the daemon's back: drift (4) wins over 5.
     lab.head.ok(&["nft", "flush", "ruleset"]);
     let (code, v) = lab.status();
