@@ -18,6 +18,7 @@ pub mod fake;
 pub mod netlink;
 pub mod render;
 pub mod state;
+pub mod sync;
 pub mod wire;
 
 pub use desired::{desired, sysctls};

@@ -1,6 +1,7 @@
 //! I/O: the kernel's IPVS table over generic netlink (neli's router).
 //! Reads the table and carries out [`Op`]s; decides nothing.
 
+use super::sync::{Daemon, SyncKernel, SyncOp};
 use super::wire::{self, Request};
 use super::{Error, Kernel, Op, Service, Table};
 use neli::consts::nl::NlmF;
@@ -124,6 +125,24 @@ impl Kernel for Handle {
             results.push(finish(&ops[j], r));
         }
         results
+    }
+}
+
+impl SyncKernel for Handle {
+    fn sync_daemons(&self) -> Result<Vec<Daemon>, Error> {
+        let req = wire::dump_sync().map_err(netlink_err)?;
+        self.dump(req, "list sync daemons")?
+            .iter()
+            .map(|r| wire::decode_sync(r).map_err(netlink_err))
+            .collect()
+    }
+
+    fn sync_exec(&self, op: &SyncOp) -> Result<(), Error> {
+        let req = wire::encode_sync(op).map_err(netlink_err)?;
+        for msg in self.send(req, NlmF::ACK)? {
+            msg.map_err(|e| kernel_err(&op.to_string(), e))?;
+        }
+        Ok(())
     }
 }
 
