@@ -522,7 +522,7 @@ pub fn release(socket: &Path, key: LeaseKey) -> Result<Option<ReleaseOutcome>, C
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::dhcp::{LeaseKind, LeaseState};
     use crate::health::{State, Target};
@@ -593,7 +593,8 @@ mod tests {
         }
     }
 
-    fn status() -> DaemonStatus {
+    /// A status with something in every part (also for `metrics` tests).
+    pub(crate) fn status() -> DaemonStatus {
         DaemonStatus {
             daemon: DaemonInfo {
                 pid: 42,

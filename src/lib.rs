@@ -19,6 +19,7 @@ pub mod health;
 pub mod import;
 pub mod ipvs;
 pub mod logging;
+pub mod metrics;
 pub mod netinfo;
 pub mod paths;
 pub mod plan;

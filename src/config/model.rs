@@ -44,6 +44,8 @@ pub struct Config {
     pub services: Vec<ServiceSummary>,
     /// `[tftp]` when it is on.
     pub tftp: Option<Tftp>,
+    /// `[metrics] listen`: where the daemon serves Prometheus metrics, if anywhere.
+    pub metrics: Option<std::net::SocketAddrV4>,
     /// `[dns]` when it is on.
     pub dns: Option<Dns>,
 }

@@ -27,6 +27,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub sysctl: BTreeMap<String, S<RawSysctlValue>>,
     pub tftp: Option<S<RawTftp>>,
+    pub metrics: Option<S<RawMetrics>>,
     pub dns: Option<S<RawDns>>,
 }
 
@@ -40,6 +41,12 @@ pub struct RawDns {
     pub ttl: Option<S<i64>>,
     pub cache_size: Option<S<i64>>,
     pub rate_limit: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

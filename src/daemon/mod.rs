@@ -104,6 +104,9 @@ pub async fn run(path: PathBuf, force: bool) -> anyhow::Result<()> {
     guard_start(&base, force)?;
     let mut state = Running::start(base, text, pending).await?;
     let mut health = state.health_updates();
+    let (scrape_tx, mut scrapes) = mpsc::channel::<crate::metrics::Scrape>(4);
+    let mut metrics = crate::metrics::Endpoint::new(scrape_tx);
+    metrics.follow(state.metrics_listen());
     notify::notify("READY=1");
     notify::status(&notify::status_line(&state.summary()));
     tracing::info!(config = %path.display(), "ready");
@@ -116,6 +119,8 @@ pub async fn run(path: PathBuf, force: bool) -> anyhow::Result<()> {
     loop {
         let confirm_deadline = state.confirm_deadline();
         heartbeat::beat();
+        // After a reload, or to retry a bind that failed.
+        metrics.follow(state.metrics_listen());
         tokio::select! {
             _ = hup.recv() => {
                 notify::reloading();
@@ -127,6 +132,9 @@ pub async fn run(path: PathBuf, force: bool) -> anyhow::Result<()> {
             _ = reconcile.tick() => {
                 state.reconcile().await;
                 notify::status(&notify::status_line(&state.summary()));
+            }
+            Some(reply) = scrapes.recv() => {
+                let _ = reply.send(state.metrics(started.elapsed()).await);
             }
             _ = address.tick() => {
                 state.follow_public_address().await;

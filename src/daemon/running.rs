@@ -278,7 +278,7 @@ impl Running {
             .ok();
         // A failed load leaves the table as it was; the old record still
         // describes it if it did before.
-        blocking(|| load(&self.nft))?;
+        blocking(|| crate::metrics::NFT_LOAD.time(|| load(&self.nft)))?;
         let recorded = blocking(|| self.nft.read_back(rs));
         drop(lock);
         match recorded {
@@ -331,7 +331,10 @@ impl Running {
         if self.backend != Backend::Ipvs || self.cfg.balancer.services.is_empty() {
             return;
         }
-        match blocking(|| ipvs::reconcile_live(&self.cfg, &self.health)) {
+        let reconciled = blocking(|| {
+            crate::metrics::IPVS_RECONCILE.time(|| ipvs::reconcile_live(&self.cfg, &self.health))
+        });
+        match reconciled {
             Ok(report) => {
                 if drift && !report.applied.is_empty() {
                     self.ipvs_repairs += 1;
@@ -395,6 +398,12 @@ impl Running {
 
     /// The timer: repair whatever drifted from the config.
     pub(super) async fn reconcile(&mut self) {
+        let started = Instant::now();
+        self.reconcile_once();
+        crate::metrics::RECONCILE.observe(started.elapsed());
+    }
+
+    fn reconcile_once(&mut self) {
         self.ensure_firewall_or_fall_back(false);
         if let Err(e) = self.ensure_sysctls() {
             self.note_error(format!("sysctls: {e:#}"));
@@ -811,6 +820,29 @@ impl Running {
                 IpvsState::Unknown { error: why }
             }
         })
+    }
+
+    /// Where `[metrics]` wants the metrics served, if anywhere.
+    pub(super) fn metrics_listen(&self) -> Option<std::net::SocketAddrV4> {
+        self.cfg.metrics
+    }
+
+    /// What a scrape shows: the status, the pool's size and our table's
+    /// rule counters (one nft listing).
+    pub(super) async fn metrics(&self, uptime: Duration) -> String {
+        let status = self.status(uptime).await;
+        let pool_size =
+            self.cfg.dhcp.pool.as_ref().map(|p| {
+                u64::from(u32::from(p.end)).saturating_sub(u64::from(u32::from(p.start))) + 1
+            });
+        let rules = match blocking(|| self.nft.rule_counters()) {
+            Ok(rules) => rules,
+            Err(e) => {
+                warn!("metrics: cannot read the rule counters: {e}");
+                None
+            }
+        };
+        crate::metrics::render(&crate::metrics::Snapshot::new(status, pool_size, rules))
     }
 
     /// The one line `systemctl status` shows (sd_notify `STATUS=`).

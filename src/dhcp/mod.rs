@@ -1012,6 +1012,9 @@ fn writer(
         let waiting: usize = outs.iter().map(|(_, o)| o.len()).sum();
         let sync = waiting > 0;
         let written = match file.as_mut() {
+            Some(f) if sync => {
+                crate::metrics::LEASE_SYNC.time(|| f.append(&records, sync, &mut text))
+            }
             Some(f) => f.append(&records, sync, &mut text),
             None => Err(io::Error::other("the lease file is not open")),
         };

@@ -445,6 +445,22 @@ impl Build<'_> {
                 );
             }
         }
+        // On loopback the port needs no rule (lo is accepted); on the LAN
+        // address it is opened from loc only.
+        if let Some(m) = self.cfg.metrics.filter(|m| !m.ip().is_loopback()) {
+            rs.rule(
+                "input",
+                vec![
+                    iif(loc),
+                    dport(
+                        crate::config::model::Proto::Tcp,
+                        &[PortRange::single(m.port())],
+                    ),
+                    accept(),
+                ],
+                "built-in: metrics from loc ([metrics] listen)",
+            );
+        }
         if fw.ssh_from_loc {
             rs.rule(
                 "input",
@@ -696,6 +712,21 @@ mod tests {
     fn comments_are_safe_for_nft_text() {
         assert_eq!(sanitize_comment("a \"b\" \\c"), "a _b_ _c");
         assert!(sanitize_comment(&"x".repeat(300)).len() <= 120);
+    }
+
+    #[test]
+    fn metrics_port_is_open_from_loc_only_on_the_lan_address() {
+        let opens_9100 = |extra: &str| {
+            let text = format!("{}{extra}", crate::config::test_text::INTERFACES);
+            let cfg = crate::config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+            build(&cfg, None).rules.iter().any(|r| {
+                let json = serde_json::to_string(&r.stmts).unwrap();
+                r.chain == "input" && json.contains("\"eth0\"") && json.contains("9100")
+            })
+        };
+        assert!(!opens_9100(""));
+        assert!(!opens_9100("[metrics]\nlisten = \"127.0.0.1:9100\"\n"));
+        assert!(opens_9100("[metrics]\nlisten = \"192.168.1.254:9100\"\n"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What an operator's tools see of a running daemon, in namespaces: the
 //! journal (priority prefixes when stderr is the journal stream, lease lines
-//! with their fields) and systemd's notify socket (READY, STATUS, RELOADING
-//! around a reload).
+//! with their fields), systemd's notify socket (READY, STATUS, RELOADING
+//! around a reload) and the Prometheus metrics, scraped from the LAN and
+//! checked with `promtool`.
 
 use super::common;
 
@@ -212,4 +213,98 @@ fn journal_priorities_lease_fields_and_notify_status_around_reloads() {
     let following = lines.next().unwrap_or_default();
     assert!(first.starts_with("<3>"), "{rejected}");
     assert!(following.starts_with("<3>"), "{rejected}");
+}
+
+/// `curl` from the node; the body, or "" when nothing answered.
+fn scrape(node: &Netns, url: &str) -> String {
+    let out = node.run(&["curl", "-s", "-m", "5", url]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value of the one sample whose line starts with `series ` in `text`.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_are_scraped_from_the_lan_and_pass_promtool() {
+    if !can_netns(&["nft", "busybox", "curl", "promtool"]) {
+        return;
+    }
+    let mut lab = Lab::new("obsm");
+    lab.write_config("\n[metrics]\nlisten = \"192.168.1.254:9100\"\n");
+    let notify_path = lab.dir.join("notify");
+    let _notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    lab.start(&notify_path);
+    let out = lab.lease();
+    assert!(
+        out.contains("192.168.1.100"),
+        "no lease: {out}\n{}",
+        lab.log()
+    );
+
+    // From the LAN, through the firewall's built-in rule for the port.
+    let url = "http://192.168.1.254:9100/metrics";
+    let text = wait_for(Duration::from_secs(10), || {
+        let t = scrape(&lab.node, url);
+        (!t.is_empty()).then_some(t)
+    })
+    .unwrap_or_else(|| panic!("no metrics from {url}:\n{}", lab.log()));
+
+    let path = lab.dir.join("scrape.txt");
+    std::fs::write(&path, &text).unwrap();
+    let check = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("promtool check metrics < {}", path.display()))
+        .output()
+        .expect("promtool");
+    assert!(
+        check.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    for (series, want) in [
+        ("headnode_dhcp_serving", 1.0),
+        ("headnode_dhcp_replies_total{type=\"offer\"}", 1.0),
+        ("headnode_dhcp_replies_total{type=\"ack\"}", 1.0),
+        (
+            "headnode_dhcp_leases{kind=\"dynamic\",state=\"bound\"}",
+            1.0,
+        ),
+        ("headnode_dhcp_pool_addresses", 11.0),
+        ("headnode_dhcp_pool_used_addresses", 1.0),
+        ("headnode_dhcp_lease_sync_duration_seconds_count", 1.0),
+        ("headnode_firewall_fallback", 0.0),
+    ] {
+        assert_eq!(value(&text, series), Some(want), "{series} in:\n{text}");
+    }
+    // Per-rule counters carry the rule's comment; DHCP's rule counted the
+    // node's DISCOVER and REQUEST. (The scrape itself passed the metrics
+    // port's rule, which nft's merge joins with SSH's.)
+    let dhcp_rule = "headnode_firewall_rule_packets_total{chain=\"input\",rule=\"built-in: dhcp from loc (dhcp.enabled)\"}";
+    assert!(
+        value(&text, dhcp_rule).is_some_and(|n| n >= 2.0),
+        "{dhcp_rule} in:\n{text}"
+    );
+    assert!(
+        value(&text, "headnode_nft_load_duration_seconds_count").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+
+    // Only /metrics, only GET.
+    let other = lab.node.run(&[
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-m",
+        "5",
+        "http://192.168.1.254:9100/",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&other.stdout), "404");
 }

@@ -158,6 +158,7 @@ fn undocumented(text: &str) -> Vec<String> {
         "[[service]]\nname=\"a\"\nport=1",
         "[tftp]\nroot=\"/a\"",
         "[dns]\ndomain=\"a\"",
+        "[metrics]\nlisten=\"127.0.0.1:1\"",
         "[[dhcp.boot]]\nuser_class=\"a\"\nfilename=\"a\"",
     ];
     let mut missing = Vec::new();

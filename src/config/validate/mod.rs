@@ -14,6 +14,7 @@ mod dns;
 mod firewall;
 mod hosts;
 mod interfaces;
+mod metrics;
 mod sysctl;
 mod tftp;
 mod values;
@@ -217,6 +218,10 @@ impl<'a> Validator<'a> {
             }
             dhcp.domain_name.get_or_insert_with(|| dns.domain.clone());
         }
+        let metrics = raw
+            .metrics
+            .as_ref()
+            .and_then(|m| self.metrics(m, private.as_ref()));
         Some(Config {
             path: path.to_owned(),
             public: public?,
@@ -229,6 +234,7 @@ impl<'a> Validator<'a> {
             services,
             tftp,
             dns,
+            metrics,
         })
     }
 }
