@@ -212,6 +212,9 @@ pub fn render(s: &Snapshot) -> String {
     if let Some(t) = &st.tftp {
         tftp(&mut o, t);
     }
+    if let Some(d) = &st.dns {
+        dns(&mut o, d);
+    }
     o.histogram(
         "headnode_reconcile_duration_seconds",
         "Time of a whole pass of the reconcile timer (firewall, sysctls, IPVS).",
@@ -508,6 +511,82 @@ fn tftp(o: &mut Out, t: &crate::tftp::TftpStatus) {
     );
 }
 
+fn dns(o: &mut Out, d: &crate::dns::DnsStatus) {
+    let c = &d.counters;
+    o.single(
+        "headnode_dns_queries_total",
+        "counter",
+        "DNS queries received from the LAN (UDP and TCP), malformed ones included.",
+        c.queries,
+    );
+    o.family(
+        "headnode_dns_answers_total",
+        "counter",
+        "DNS queries answered with records from the local names, from the cache, or by an upstream (NXDOMAIN for local names is counted apart).",
+    );
+    for (how, n) in [
+        ("local", c.local),
+        ("cache", c.cache_hits),
+        ("forwarded", c.forwarded),
+    ] {
+        o.sample("headnode_dns_answers_total", &[("source", how)], n);
+    }
+    o.single(
+        "headnode_dns_nxdomain_total",
+        "counter",
+        "Local names asked for that do not exist (answered NXDOMAIN with the SOA).",
+        c.nxdomain,
+    );
+    o.family(
+        "headnode_dns_dropped_total",
+        "counter",
+        "DNS queries not answered, by reason.",
+    );
+    for (why, n) in [
+        ("outside_lan", c.refused_outside_lan),
+        ("rate_limited", c.rate_limited),
+        ("malformed", c.malformed),
+    ] {
+        o.sample("headnode_dns_dropped_total", &[("reason", why)], n);
+    }
+    o.single(
+        "headnode_dns_upstream_failures_total",
+        "counter",
+        "Forwarded queries no upstream answered (the client got SERVFAIL).",
+        c.upstream_failures,
+    );
+    o.single(
+        "headnode_dns_truncated_total",
+        "counter",
+        "UDP answers sent truncated, so that the client asks again over TCP.",
+        c.truncated,
+    );
+    o.single(
+        "headnode_dns_tcp_connections_total",
+        "counter",
+        "TCP connections accepted by the DNS server.",
+        c.tcp_connections,
+    );
+    o.single(
+        "headnode_dns_cache_entries",
+        "gauge",
+        "Forwarded answers in the cache now.",
+        d.cache_entries as u64,
+    );
+    o.single(
+        "headnode_dns_cache_capacity",
+        "gauge",
+        "Forwarded answers the cache keeps at most ([dns] cache_size).",
+        d.cache_capacity as u64,
+    );
+    o.single(
+        "headnode_dns_local_names",
+        "gauge",
+        "Names answered from the config ([[host]] names and the head node's).",
+        d.names as u64,
+    );
+}
+
 /// A scrape waiting for the main loop's rendered text.
 pub type Scrape = tokio::sync::oneshot::Sender<String>;
 
@@ -722,7 +801,7 @@ mod tests {
     }
 
     #[test]
-    fn dhcp_leases_pool_tftp_and_reals() {
+    fn dhcp_leases_pool_tftp_dns_and_reals() {
         let text = render(&snapshot());
         for line in [
             "headnode_dhcp_serving 0\n",
@@ -740,6 +819,10 @@ mod tests {
             "headnode_real_server_weight{service=\"web\",real=\"node1\",address=\"192.168.1.101:80\"} 1\n",
             "headnode_tftp_requests_total 2\n",
             "headnode_tftp_active_transfers 1\n",
+            "headnode_dns_queries_total 5\n",
+            "headnode_dns_answers_total{source=\"cache\"} 1\n",
+            "headnode_dns_dropped_total{reason=\"rate_limited\"} 0\n",
+            "headnode_dns_cache_entries 1\n",
             "headnode_uptime_seconds 3600\n",
         ] {
             assert!(text.contains(line), "no {line:?} in:\n{text}");

@@ -101,22 +101,52 @@ fn collapse(group: Vec<PlannedRule>) -> Vec<PlannedRule> {
             stmts.push(s.clone());
         }
     }
-    let last = &group[group.len() - 1];
-    let comment = if first.comment == last.comment {
-        format!("{} ({} rules)", first.comment, group.len())
-    } else {
-        format!(
-            "{} .. {} ({} rules)",
-            first.comment.split(' ').next().unwrap_or(""),
-            last.comment.split(' ').next().unwrap_or(""),
-            group.len()
-        )
-    };
     vec![PlannedRule {
         chain: first.chain.clone(),
         stmts,
-        comment,
+        comment: merged_comment(&group),
     }]
+}
+
+/// nft keeps at most this much of a comment (`NFTNL_UDATA_COMMENT_MAXLEN`).
+const COMMENT_MAX: usize = 128;
+
+/// The comment of rules merged into one: the range of config lines
+/// (`a.toml:1 .. a.toml:3 (3 rules)`), or for built-in rules, which have no
+/// line, their names (`built-in: dhcp from loc, dns from loc (3 rules)`),
+/// cut to what nft keeps. Metrics label the rule's counters with it.
+fn merged_comment(group: &[PlannedRule]) -> String {
+    const BUILT_IN: &str = "built-in: ";
+    let (first, last) = (&group[0], &group[group.len() - 1]);
+    let n = group.len();
+    if first.comment == last.comment {
+        return format!("{} ({n} rules)", first.comment);
+    }
+    if group.iter().all(|r| r.comment.starts_with(BUILT_IN)) {
+        let mut names: Vec<&str> = Vec::new();
+        for r in group {
+            let name = r.comment[BUILT_IN.len()..].split(" (").next().unwrap_or("");
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let tail = format!(" ({n} rules)");
+        let mut head = format!("{BUILT_IN}{}", names.join(", "));
+        if head.len() + tail.len() > COMMENT_MAX {
+            let mut cut = COMMENT_MAX - tail.len() - 3;
+            while !head.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            head.truncate(cut);
+            head.push_str("...");
+        }
+        return head + &tail;
+    }
+    format!(
+        "{} .. {} ({n} rules)",
+        first.comment.split(' ').next().unwrap_or(""),
+        last.comment.split(' ').next().unwrap_or(""),
+    )
 }
 
 #[cfg(test)]
@@ -158,6 +188,23 @@ mod tests {
             m.right,
             set(vec![Expression::Number(22), Expression::Number(80)])
         );
+    }
+
+    #[test]
+    fn merged_built_in_rules_keep_their_names_within_what_nft_keeps() {
+        let r = |c: &str| rule(vec![accept()], c);
+        let got = merged_comment(&[
+            r("built-in: dhcp from loc (dhcp.enabled)"),
+            r("built-in: dns from loc ([dns])"),
+            r("built-in: dns from loc ([dns])"),
+        ]);
+        assert_eq!(got, "built-in: dhcp from loc, dns from loc (3 rules)");
+        let long: Vec<PlannedRule> = (0..20)
+            .map(|i| r(&format!("built-in: service number {i} from loc")))
+            .collect();
+        let got = merged_comment(&long);
+        assert!(got.len() <= COMMENT_MAX, "{} bytes: {got}", got.len());
+        assert!(got.ends_with("... (20 rules)"), "{got}");
     }
 
     #[test]

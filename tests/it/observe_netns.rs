@@ -233,7 +233,9 @@ fn metrics_are_scraped_from_the_lan_and_pass_promtool() {
         return;
     }
     let mut lab = Lab::new("obsm");
-    lab.write_config("\n[metrics]\nlisten = \"192.168.1.254:9100\"\n");
+    lab.write_config(
+        "\n[metrics]\nlisten = \"192.168.1.254:9100\"\n\n[dns]\ndomain = \"cluster.test\"\nupstream = [\"192.0.2.1\"]\n",
+    );
     let notify_path = lab.dir.join("notify");
     let _notify = UnixDatagram::bind(&notify_path).expect("notify socket");
     lab.start(&notify_path);
@@ -243,6 +245,15 @@ fn metrics_are_scraped_from_the_lan_and_pass_promtool() {
         "no lease: {out}\n{}",
         lab.log()
     );
+
+    // One DNS query (a name the cluster does not have: NXDOMAIN, so busybox
+    // exits non-zero) for the DNS counters.
+    let _ = lab.node.run(&[
+        "busybox",
+        "nslookup",
+        "nosuch.cluster.test",
+        "192.168.1.254",
+    ]);
 
     // From the LAN, through the firewall's built-in rule for the port.
     let url = "http://192.168.1.254:9100/metrics";
@@ -281,16 +292,29 @@ fn metrics_are_scraped_from_the_lan_and_pass_promtool() {
     ] {
         assert_eq!(value(&text, series), Some(want), "{series} in:\n{text}");
     }
-    // Per-rule counters carry the rule's comment; DHCP's rule counted the
-    // node's DISCOVER and REQUEST. (The scrape itself passed the metrics
-    // port's rule, which nft's merge joins with SSH's.)
-    let dhcp_rule = "headnode_firewall_rule_packets_total{chain=\"input\",rule=\"built-in: dhcp from loc (dhcp.enabled)\"}";
+    // Per-rule counters carry the rule's comment; DHCP's rule (which nft's
+    // merge joins with DNS's, the names kept in the comment) counted the
+    // node's DISCOVER and REQUEST.
+    let dhcp_rule = text.lines().find_map(|l| {
+        let rest = l.strip_prefix(
+            "headnode_firewall_rule_packets_total{chain=\"input\",rule=\"built-in: ",
+        )?;
+        let (names, n) = rest.split_once("\"} ")?;
+        names
+            .contains("dhcp from loc")
+            .then(|| n.parse::<f64>().ok())?
+    });
     assert!(
-        value(&text, dhcp_rule).is_some_and(|n| n >= 2.0),
-        "{dhcp_rule} in:\n{text}"
+        dhcp_rule.is_some_and(|n| n >= 2.0),
+        "no dhcp rule counter of 2 or more in:\n{text}"
     );
     assert!(
         value(&text, "headnode_nft_load_duration_seconds_count").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    // busybox asks for A and AAAA: both NXDOMAIN.
+    assert!(
+        value(&text, "headnode_dns_nxdomain_total").is_some_and(|n| n >= 1.0),
         "{text}"
     );
 
