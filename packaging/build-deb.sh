@@ -18,10 +18,12 @@ bin=target/$target/release/headnode
 
 assets=target/assets
 rm -rf "$assets"
-mkdir -p "$assets/man" "$assets/completions"
+mkdir -p "$assets/man" "$assets/completions" "$assets/examples"
 "$bin" generate man "$assets/man" >/dev/null
 # Debian policy: man pages gzip -9, without a timestamp (-n) so builds repeat.
-gzip -9n "$assets"/man/*.8
+gzip -9n "$assets"/man/*.8 "$assets"/man/*.5
+# The README's config reference, every key with its default.
+"$bin" generate example "$assets/examples" >/dev/null
 for shell in bash zsh fish; do
     "$bin" generate "$shell" "$assets/completions" >/dev/null
 done

@@ -194,6 +194,14 @@ install -m 0640 fixtures/origin/headnode.toml "$root/etc/headnode/headnode.toml"
 check "headnode check (origin config at the default path)" in_root headnode check
 check "man headnode" bash -c "chroot '$root' env MANWIDTH=80 man -P cat headnode | grep -q 'headnode-init(8)'"
 check "man headnode-init" bash -c "chroot '$root' env MANWIDTH=80 man -P cat 8 headnode-init | grep -q -- '--dry-run'"
+check "man headnode: FILES, ENVIRONMENT, EXIT STATUS" bash -c "chroot '$root' env MANWIDTH=80 man -P cat headnode \
+    | grep -c -E '^(FILES|ENVIRONMENT|EXIT STATUS)\$' | grep -qx 3"
+check "man headnode.toml (section 5) lists the keys" \
+    bash -c "chroot '$root' env MANWIDTH=80 man -P cat 5 headnode.toml | grep -q 'allow_default_route_interface'"
+check "the example config validates" \
+    in_root headnode check -c /usr/share/doc/headnode/examples/headnode.toml
+check "copyright is DEP-5, MIT or Apache-2.0" \
+    grep -qx 'License: MIT or Apache-2.0' "$root/usr/share/doc/headnode/copyright"
 check "bash completion loads" \
     in_root bash -c '. /usr/share/bash-completion/completions/headnode && complete -p headnode'
 units=(/usr/lib/systemd/system/headnode.service /usr/lib/systemd/system/headnode-nftables.service)
@@ -366,6 +374,13 @@ UNIT
 vm_test
 
 # --- remove -----------------------------------------------------------------
+# prerm says what stays in the kernel: the IPVS record stands in for services
+# (the chroot has no daemon and shares the host's kernel, which is not touched).
+mkdir -p "$root/var/lib/headnode"
+printf '# IPVS services created by headnode; do not edit\nTCP 203.0.113.210:80\n' >"$root/var/lib/headnode/ipvs-owned"
+removal=$(in_root env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q headnode 2>&1)
+check "apt remove says what stays and names headnode clear" \
+    bash -c "grep -q 'IPVS services headnode created' <<<\"\$1\" && grep -q \"'headnode clear' removes them\" <<<\"\$1\"" _ "$removal"
 check "apt purge headnode" in_root env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q headnode
 check "purge keeps the admin's config" test -e "$root/etc/headnode/headnode.toml"
 check "purge disables the units" test ! -e "$root/etc/systemd/system/multi-user.target.wants/headnode.service"
