@@ -10,11 +10,24 @@
 //! Every line of a multi-line message carries it (journald reads each line
 //! as its own entry). Fields (`mac=… ip=… host=… service=…`) stay in the
 //! text, where `journalctl -g` finds them.
+//!
+//! Better still, when journald's socket takes datagrams, each event goes
+//! there in its native protocol: `MESSAGE` (the same line, fields
+//! included), `PRIORITY`, `SYSLOG_IDENTIFIER`, and every field once more as
+//! `HEADNODE_<NAME>`, so `journalctl HEADNODE_MAC=52:54:00:12:34:56` lists
+//! one node's history. Written here rather than with tracing-journald,
+//! whose `MESSAGE` is the bare message: `journalctl -u headnode` would show
+//! "DHCPACK: new lease" without the address and the MAC.
 
 use std::io::Write;
-use tracing::{Level, Metadata};
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 pub fn init(verbose: u8) {
     let level = match verbose {
@@ -28,7 +41,12 @@ pub fn init(verbose: u8) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
-    if journald {
+    if let Some(native) = journald.then(NativeJournal::open).flatten() {
+        tracing_subscriber::registry()
+            .with(filter_again(level))
+            .with(native)
+            .init();
+    } else if journald {
         builder
             .with_writer(Journal)
             .with_ansi(false)
@@ -40,6 +58,122 @@ pub fn init(verbose: u8) {
             .with_ansi(colour(tty, journald, std::env::var_os("NO_COLOR")))
             .init();
     }
+}
+
+/// The filter of `init` (an `EnvFilter` is not `Clone`).
+fn filter_again(level: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level))
+}
+
+/// Where journald takes native datagrams; `$HEADNODE_JOURNAL_SOCKET` for
+/// tests.
+fn journal_socket() -> PathBuf {
+    std::env::var_os("HEADNODE_JOURNAL_SOCKET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/systemd/journal/socket"))
+}
+
+/// Events to journald's socket, one datagram each.
+struct NativeJournal {
+    sock: UnixDatagram,
+}
+
+impl NativeJournal {
+    /// `None` when the socket does not take us (no journald there): then
+    /// the lines go to stderr with their priority, as before.
+    fn open() -> Option<NativeJournal> {
+        let sock = UnixDatagram::unbound().ok()?;
+        sock.connect(journal_socket()).ok()?;
+        Some(NativeJournal { sock })
+    }
+}
+
+impl<S: Subscriber> Layer<S> for NativeJournal {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let priority = priority(event.metadata().level());
+        let datagram = native_entry(priority, &fields.message, &fields.named);
+        if self.sock.send(&datagram).is_err() {
+            // Too large for one datagram, or journald gone: the line still
+            // reaches the journal through stderr.
+            let mut line = line(&fields.message, &fields.named);
+            line.push('\n');
+            let _ = std::io::stderr()
+                .lock()
+                .write_all(&prefix_lines(priority, line.as_bytes()));
+        }
+    }
+}
+
+/// An event's message and its other fields, as text.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    named: Vec<(&'static str, String)>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.message = value.to_string(),
+            name => self.named.push((name, value.to_string())),
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            name => self.named.push((name, format!("{value:?}"))),
+        }
+    }
+}
+
+/// The line as the text logger writes it: the message, then ` name=value`.
+fn line(message: &str, named: &[(&str, String)]) -> String {
+    let mut out = message.to_string();
+    for (name, value) in named {
+        out.push_str(&format!(" {name}={value}"));
+    }
+    out
+}
+
+/// PURE: one journal entry in journald's native protocol: `KEY=value`
+/// lines, or for a value with a newline `KEY`, a newline, its length as a
+/// little-endian u64, the value and a newline.
+fn native_entry(priority: u8, message: &str, named: &[(&str, String)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut put = |key: &str, value: &str| {
+        out.extend_from_slice(key.as_bytes());
+        if value.contains('\n') {
+            out.push(b'\n');
+            out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+            out.extend_from_slice(value.as_bytes());
+        } else {
+            out.push(b'=');
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.push(b'\n');
+    };
+    put("MESSAGE", &line(message, named));
+    put("PRIORITY", &priority.to_string());
+    put("SYSLOG_IDENTIFIER", "headnode");
+    for (name, value) in named {
+        put(&field_key(name), value);
+    }
+    out
+}
+
+/// `HEADNODE_` and the field's name as journald wants keys: upper case
+/// letters, digits and `_`.
+fn field_key(name: &str) -> String {
+    let mut key = String::from("HEADNODE_");
+    key.extend(name.chars().map(|c| match c {
+        'a'..='z' => c.to_ascii_uppercase(),
+        'A'..='Z' | '0'..='9' => c,
+        _ => '_',
+    }));
+    key
 }
 
 /// Whether log lines get ANSI colours.
@@ -172,6 +306,30 @@ mod tests {
         assert_eq!(priority(&Level::INFO), 6);
         assert_eq!(priority(&Level::DEBUG), 7);
         assert_eq!(priority(&Level::TRACE), 7);
+    }
+
+    #[test]
+    fn native_entries_carry_the_line_the_priority_and_each_field() {
+        let named = [
+            ("mac", "52:54:00:12:34:56".to_string()),
+            ("ip", "192.168.1.101".to_string()),
+        ];
+        let got = native_entry(6, "DHCPACK: new lease", &named);
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            "MESSAGE=DHCPACK: new lease mac=52:54:00:12:34:56 ip=192.168.1.101\n\
+             PRIORITY=6\n\
+             SYSLOG_IDENTIFIER=headnode\n\
+             HEADNODE_MAC=52:54:00:12:34:56\n\
+             HEADNODE_IP=192.168.1.101\n"
+        );
+        // A value with a newline goes with its length.
+        let got = native_entry(3, "reload rejected:\nline 2", &[]);
+        let mut want = b"MESSAGE\n".to_vec();
+        want.extend_from_slice(&23u64.to_le_bytes());
+        want.extend_from_slice(b"reload rejected:\nline 2\n");
+        assert!(got.starts_with(&want), "{got:?}");
+        assert_eq!(field_key("real.addr-x"), "HEADNODE_REAL_ADDR_X");
     }
 
     #[test]

@@ -122,6 +122,11 @@ the sshd config whose \fBPort\fR lines name the SSH ports the lockout guard
 watches (default \fI/etc/ssh/sshd_config\fR and its \fI.d\fR directory; port 22
 when it names none)
 .TP
+\fBHEADNODE_JOURNAL_SOCKET\fR
+journald's native socket, used under systemd (default
+\fI/run/systemd/journal/socket\fR; when nothing takes datagrams there, lines
+go to standard error with their priority)
+.TP
 \fBRUST_LOG\fR
 log filter (e.g. \fBdebug\fR), overriding \fB\-v\fR
 .TP

@@ -68,7 +68,18 @@ end = "192.168.1.110"
 
     /// Start `headnode run` with stderr to a file that `$JOURNAL_STREAM`
     /// names (as systemd does for the journal) and `$NOTIFY_SOCKET` set.
+    /// Journald's native socket is `journal` (a path where nothing listens
+    /// by default, so the lines go to stderr).
     fn start(&mut self, notify: &std::path::Path) -> u32 {
+        let pid = self.start_with_journal(notify, &self.dir.join("no-journald"));
+        let ready = wait_for(Duration::from_secs(15), || {
+            self.log().contains(" ready").then_some(())
+        });
+        assert!(ready.is_some(), "daemon did not start:\n{}", self.log());
+        pid
+    }
+
+    fn start_with_journal(&mut self, notify: &std::path::Path, journal: &std::path::Path) -> u32 {
         let log = self.dir.join("daemon.log");
         std::fs::File::create(&log).expect("log");
         let meta = std::fs::metadata(&log).expect("stat log");
@@ -78,6 +89,7 @@ end = "192.168.1.110"
             "HEADNODE_RECONCILE_INTERVAL=1s".to_string(),
             format!("JOURNAL_STREAM={}:{}", meta.dev(), meta.ino()),
             format!("NOTIFY_SOCKET={}", notify.display()),
+            format!("HEADNODE_JOURNAL_SOCKET={}", journal.display()),
         ];
         let bin = headnode().display().to_string();
         let cfg = self.dir.join("headnode.toml").display().to_string();
@@ -85,12 +97,7 @@ end = "192.168.1.110"
         argv.extend(env.iter().map(String::as_str));
         argv.extend([bin.as_str(), "-c", cfg.as_str(), "run"]);
         // spawn_logged truncates the file it opens: same inode.
-        let pid = self.head.spawn_logged(&argv, &log);
-        let ready = wait_for(Duration::from_secs(15), || {
-            self.log().contains(" ready").then_some(())
-        });
-        assert!(ready.is_some(), "daemon did not start:\n{}", self.log());
-        pid
+        self.head.spawn_logged(&argv, &log)
     }
 
     fn lease(&self) -> String {
@@ -213,6 +220,55 @@ fn journal_priorities_lease_fields_and_notify_status_around_reloads() {
     let following = lines.next().unwrap_or_default();
     assert!(first.starts_with("<3>"), "{rejected}");
     assert!(following.starts_with("<3>"), "{rejected}");
+}
+
+#[test]
+fn journald_gets_each_lease_with_its_fields() {
+    if !can_netns(&["nft", "busybox"]) {
+        return;
+    }
+    let mut lab = Lab::new("obsd");
+    lab.write_config("");
+    let journal_path = lab.dir.join("journal");
+    let journal = UnixDatagram::bind(&journal_path).expect("journal socket");
+    journal
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let notify_path = lab.dir.join("notify");
+    let _notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    lab.start_with_journal(&notify_path, &journal_path);
+    let started = datagrams_until(&journal, "MESSAGE=ready ", Duration::from_secs(15));
+    assert!(
+        started
+            .iter()
+            .any(|d| d.starts_with("MESSAGE=ready ") && d.contains("\nPRIORITY=6\n")),
+        "not started: {started:?}\n{}",
+        lab.log()
+    );
+    // DHCP binds its socket just after "ready".
+    std::thread::sleep(Duration::from_millis(300));
+    let out = lab.lease();
+    assert!(out.contains("192.168.1.100"), "no lease: {out}");
+    let got = datagrams_until(&journal, "HEADNODE_MAC=", Duration::from_secs(10));
+    let entry = got
+        .iter()
+        .find(|d| d.contains("DHCPACK: new lease"))
+        .unwrap_or_else(|| panic!("no lease entry in {got:?}"));
+    let fields: Vec<&str> = entry.lines().collect();
+    for want in [
+        "MESSAGE=DHCPACK: new lease ip=192.168.1.100 mac=02:00:00:00:77:01",
+        "PRIORITY=6",
+        "SYSLOG_IDENTIFIER=headnode",
+        "HEADNODE_MAC=02:00:00:00:77:01",
+        "HEADNODE_IP=192.168.1.100",
+    ] {
+        assert!(
+            fields.iter().any(|f| f.starts_with(want)),
+            "no {want:?} in {entry:?}"
+        );
+    }
+    // Nothing went to stderr.
+    assert_eq!(lab.log(), "");
 }
 
 /// `curl` from the node; the body, or "" when nothing answered.
