@@ -63,6 +63,116 @@ pub struct HostDecl {
     pub fixed: Option<Param>,
     /// Own parameters, with those of enclosing groups filled in.
     pub params: Params,
+    /// Boot rules from `if` blocks inside the host.
+    pub boot: Vec<BootRule>,
+}
+
+/// A PXE boot choice by client: an `if`/`elsif` branch, or a class's
+/// `match if`, that tests the architecture (option 93) and/or the user
+/// class (option 77) and sets `filename` (and `next-server`).
+#[derive(Debug, Clone)]
+pub struct BootRule {
+    pub at: Loc,
+    /// The test as written, for the config's comment.
+    pub test: String,
+    pub arch: Option<u16>,
+    pub user_class: Option<String>,
+    pub filename: Param,
+    pub next_server: Option<Param>,
+}
+
+/// What one alternative of a test asks of a client.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Wants {
+    arch: Option<u16>,
+    user_class: Option<String>,
+}
+
+impl Wants {
+    /// Both at once; `None` when they contradict each other.
+    fn and(&self, other: &Wants) -> Option<Wants> {
+        fn one<T: Clone + PartialEq>(a: &Option<T>, b: &Option<T>) -> Option<Option<T>> {
+            match (a, b) {
+                (Some(x), Some(y)) if x != y => None,
+                (Some(x), _) | (_, Some(x)) => Some(Some(x.clone())),
+                (None, None) => Some(None),
+            }
+        }
+        Some(Wants {
+            arch: one(&self.arch, &other.arch)?,
+            user_class: one(&self.user_class, &other.user_class)?,
+        })
+    }
+}
+
+/// Option names that mean option 93 without a declaration: dhcpd.conf
+/// files declare it under one of these (`option arch code 93 = unsigned
+/// integer 16;`), and a declaration of code 93 adds its name.
+const ARCH_NAMES: &[&str] = &[
+    "arch",
+    "architecture-type",
+    "client-arch",
+    "client-architecture",
+    "pxe-system-type",
+];
+
+/// PURE: the alternatives a test allows (`a or b`, each `x and y`), or why
+/// it cannot be translated.
+fn parse_test(words: &[String], arch_names: &[String]) -> Result<Vec<Wants>, String> {
+    let mut alternatives = Vec::new();
+    for alt in words.split(|w| w == "or") {
+        let mut want = Wants::default();
+        for term in alt.split(|w| w == "and") {
+            let term: Vec<&str> = term.iter().map(String::as_str).collect();
+            let this = match term.as_slice() {
+                // Implied by the comparison that goes with it.
+                ["exists", "user-class"] => Wants::default(),
+                ["option", "user-class", "=", v] => Wants {
+                    user_class: Some(v.to_string()),
+                    ..Wants::default()
+                },
+                ["option", name, "=", v] if arch_names.iter().any(|a| a == name) => Wants {
+                    arch: Some(arch_value(v)?),
+                    ..Wants::default()
+                },
+                _ => {
+                    return Err(format!(
+                        "`{}` is not a test of the client architecture (option 93) or user class",
+                        term.join(" ")
+                    ));
+                }
+            };
+            want = want
+                .and(&this)
+                .ok_or_else(|| format!("`{}` can never be true", alt.join(" ")))?;
+        }
+        if want == Wants::default() {
+            return Err(format!(
+                "`{}` tests neither the architecture nor the user class",
+                alt.join(" ")
+            ));
+        }
+        alternatives.push(want);
+    }
+    Ok(alternatives)
+}
+
+/// `00:07` (the bytes, as dhcpd writes them) or `7`.
+fn arch_value(v: &str) -> Result<u16, String> {
+    let bad = || format!("architecture `{v}` is not 00:07-style hex bytes or a number");
+    if v.contains(':') {
+        let bytes: Vec<u8> = v
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16))
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?;
+        return match bytes.as_slice() {
+            [b] => Ok(u16::from(*b)),
+            [hi, lo] => Ok(u16::from_be_bytes([*hi, *lo])),
+            _ => Err(bad()),
+        };
+    }
+    v.parse().map_err(|_| bad())
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +182,10 @@ pub struct Dhcpd {
     pub hosts: Vec<HostDecl>,
     /// `#range a b;` lines: kept so the config can show them as comments too.
     pub commented_ranges: Vec<(Loc, String)>,
+    /// Boot rules of the global and subnet scopes, first match first.
+    pub boot: Vec<BootRule>,
+    /// The names option 93 goes by here.
+    arch_names: Vec<String>,
 }
 
 /// The parameters headnode carries. `option X` and plain `X` statements share the table.
@@ -113,6 +227,7 @@ impl Dhcpd {
         let comments = std::mem::take(&mut reader.comments);
         let mut d = Dhcpd {
             commented_ranges: comments,
+            arch_names: ARCH_NAMES.iter().map(|n| n.to_string()).collect(),
             ..Dhcpd::default()
         };
         let mut globals = Params::new();
@@ -126,8 +241,177 @@ impl Dhcpd {
         for s in stmts.iter().filter(|s| s.block.is_none()) {
             self.simple(s, scope, params, report);
         }
-        for s in stmts.iter().filter(|s| s.block.is_some()) {
-            self.block(s, scope, params, report);
+        let blocks: Vec<&Stmt> = stmts.iter().filter(|s| s.block.is_some()).collect();
+        let mut i = 0;
+        while i < blocks.len() {
+            let s = blocks[i];
+            i += 1;
+            match branch_kind(s) {
+                Some(Branch::If) => {
+                    let mut chain = vec![s];
+                    while let Some(next) = blocks
+                        .get(i)
+                        .filter(|b| matches!(branch_kind(b), Some(Branch::Elsif | Branch::Else)))
+                    {
+                        chain.push(next);
+                        i += 1;
+                    }
+                    self.chain(&chain, scope, &[Wants::default()], params, report);
+                }
+                Some(_) => report.skip(&s.at, format!("`{s}` without its `if`")),
+                None => self.block(s, scope, params, report),
+            }
+        }
+    }
+
+    /// An `if`/`elsif`/`else` chain: each branch's `filename` and
+    /// `next-server` become boot rules for what its test (and the tests
+    /// around it, `outer`) asks of the client, in order, the rules of
+    /// nested chains before their branch's own; a last `else` at the top
+    /// sets the scope's own `filename`.
+    fn chain(
+        &mut self,
+        chain: &[&Stmt],
+        scope: Scope,
+        outer: &[Wants],
+        params: &mut Params,
+        report: &mut Report,
+    ) {
+        if matches!(scope, Scope::Group) {
+            report.skip(
+                &chain[0].at,
+                format!(
+                    "`{} {{ ... }}` in a group: not translated; give each host of the group its `boot` list",
+                    chain[0].words.join(" ")
+                ),
+            );
+            return;
+        }
+        for s in chain {
+            let test = match branch_kind(s) {
+                Some(Branch::Else) => vec![Wants::default()],
+                _ => {
+                    let skip = if s.words[0] == "else" { 2 } else { 1 };
+                    match parse_test(&s.words[skip..], &self.arch_names) {
+                        Ok(t) => t,
+                        Err(why) => {
+                            report.skip(
+                                &s.at,
+                                format!(
+                                    "`{} {{`: {why}; what it sets is not translated",
+                                    s.words.join(" ")
+                                ),
+                            );
+                            continue;
+                        }
+                    }
+                }
+            };
+            let wants: Vec<Wants> = outer
+                .iter()
+                .flat_map(|o| test.iter().filter_map(move |t| o.and(t)))
+                .collect();
+            self.branch(s, scope, &wants, params, report);
+        }
+    }
+
+    fn branch(
+        &mut self,
+        s: &Stmt,
+        scope: Scope,
+        wants: &[Wants],
+        params: &mut Params,
+        report: &mut Report,
+    ) {
+        let body = s.block.as_deref().unwrap_or(&[]);
+        let mut own = Params::new();
+        for st in body.iter().filter(|st| st.block.is_none()) {
+            let key = if st.words[0] == "option" && st.words.len() > 1 {
+                &st.words[1]
+            } else {
+                &st.words[0]
+            };
+            let values =
+                &st.words[st
+                    .words
+                    .len()
+                    .min(if st.words[0] == "option" { 2 } else { 1 })..];
+            match key.as_str() {
+                "filename" | "next-server" => {
+                    let k = if key == "filename" { "filename" } else { "next-server" };
+                    own.insert(
+                        k,
+                        Param {
+                            at: st.at.clone(),
+                            values: values.to_vec(),
+                        },
+                    );
+                }
+                _ => report.skip(
+                    &st.at,
+                    format!("`{st}` inside `{}`: only filename and next-server are translated per client", s.words.join(" ")),
+                ),
+            }
+        }
+        let nested: Vec<&Stmt> = body.iter().filter(|st| st.block.is_some()).collect();
+        let mut i = 0;
+        while i < nested.len() {
+            let st = nested[i];
+            i += 1;
+            if branch_kind(st) == Some(Branch::If) {
+                let mut chain = vec![st];
+                while let Some(next) = nested
+                    .get(i)
+                    .filter(|b| matches!(branch_kind(b), Some(Branch::Elsif | Branch::Else)))
+                {
+                    chain.push(next);
+                    i += 1;
+                }
+                self.chain(&chain, scope, wants, params, report);
+            } else {
+                report.skip(
+                    &st.at,
+                    format!(
+                        "`{st} {{ ... }}` inside `{}`: not translated",
+                        s.words.join(" ")
+                    ),
+                );
+            }
+        }
+        let (filename, next_server) = (own.remove("filename"), own.remove("next-server"));
+        // The top level's `else`: what every other client gets.
+        if wants == [Wants::default()] {
+            for (k, p) in [("filename", filename), ("next-server", next_server)] {
+                if let Some(p) = p {
+                    if let Some(old) = params.get(k) {
+                        report.note(
+                            &p.at,
+                            format!("{k} of the last `else` replaces the one at {}", old.at),
+                        );
+                    }
+                    params.insert(k, p);
+                }
+            }
+            return;
+        }
+        let Some(filename) = filename else {
+            if let Some(p) = next_server {
+                report.skip(
+                    &p.at,
+                    "next-server without a filename in the same branch: not translated",
+                );
+            }
+            return;
+        };
+        for w in wants {
+            self.boot.push(BootRule {
+                at: s.at.clone(),
+                test: s.words.join(" "),
+                arch: w.arch,
+                user_class: w.user_class.clone(),
+                filename: filename.clone(),
+                next_server: next_server.clone(),
+            });
         }
     }
 
@@ -173,6 +457,18 @@ impl Dhcpd {
                     values: values.to_vec(),
                 },
             );
+            return;
+        }
+        if values.first().map(String::as_str) == Some("code") && words[0] == "option" {
+            if values.get(1).map(String::as_str) == Some("93") {
+                self.arch_names.push(key.to_string());
+                report.note(
+                    &s.at,
+                    format!("`{s}`: option 93 is called {key} here; the boot rules read it"),
+                );
+            } else {
+                report.skip(&s.at, format!("`{s}`: headnode has no custom options"));
+            }
             return;
         }
         if let Some(k) = KNOWN.iter().find(|k| **k == key) {
@@ -247,7 +543,9 @@ impl Dhcpd {
                     Scope::Group => params.clone(),
                     _ => Params::new(),
                 };
+                let first_rule = self.boot.len();
                 self.scope(body, Scope::Host, &mut own, report);
+                let boot = self.boot.split_off(first_rule);
                 let mac = own.remove("hardware");
                 let fixed = own.remove("fixed-address");
                 self.hosts.push(HostDecl {
@@ -256,13 +554,58 @@ impl Dhcpd {
                     mac,
                     fixed,
                     params: own,
+                    boot,
                 });
             }
+            ("class", Scope::Global | Scope::Subnet(_)) => self.class(s, scope, report),
             _ => report.skip(
                 &s.at,
                 format!("`{s} {{ ... }}`: headnode has no equivalent"),
             ),
         }
+    }
+
+    /// `class "name" { match if TEST; filename ...; }`: a boot rule, as an
+    /// `if` branch would be.
+    fn class(&mut self, s: &Stmt, scope: Scope, report: &mut Report) {
+        let body = s.block.as_deref().unwrap_or(&[]);
+        let is_match = |st: &&Stmt| {
+            st.block.is_none() && st.words.first().map(String::as_str) == Some("match")
+        };
+        let test = match body.iter().find(is_match).map(|m| m.words.as_slice()) {
+            Some([_, kw, test @ ..]) if kw == "if" => parse_test(test, &self.arch_names),
+            _ => Err("only a class with `match if TEST;` is translated".into()),
+        };
+        let wants = match test {
+            Ok(w) => w,
+            Err(why) => {
+                report.skip(&s.at, format!("`{s} {{ ... }}`: {why}"));
+                return;
+            }
+        };
+        let rest = Stmt {
+            at: s.at.clone(),
+            words: s.words.clone(),
+            block: Some(body.iter().filter(|st| !is_match(st)).cloned().collect()),
+        };
+        let mut unused = Params::new();
+        self.branch(&rest, scope, &wants, &mut unused, report);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Branch {
+    If,
+    Elsif,
+    Else,
+}
+
+fn branch_kind(s: &Stmt) -> Option<Branch> {
+    match (s.words[0].as_str(), s.words.get(1).map(String::as_str)) {
+        ("if", _) => Some(Branch::If),
+        ("elsif", _) | ("else", Some("if")) => Some(Branch::Elsif),
+        ("else", None) => Some(Branch::Else),
+        _ => None,
     }
 }
 
@@ -561,6 +904,41 @@ mod tests {
         assert_eq!(d.hosts[0].params["filename"].values, ["pxe"]);
         assert_eq!(d.hosts[0].fixed.as_ref().unwrap().values, ["10.0.0.5"]);
         assert!(r.entries.is_empty(), "{r}");
+    }
+
+    #[test]
+    fn boot_tests_of_arch_and_user_class() {
+        let names: Vec<String> = ARCH_NAMES.iter().map(|n| n.to_string()).collect();
+        let t = |s: &str| {
+            let words: Vec<String> = s.split(' ').map(String::from).collect();
+            parse_test(&words, &names)
+        };
+        let arch = |a| Wants {
+            arch: Some(a),
+            user_class: None,
+        };
+        assert_eq!(t("option arch = 00:07").unwrap(), [arch(7)]);
+        assert_eq!(
+            t("option arch = 00:07 or option arch = 9").unwrap(),
+            [arch(7), arch(9)]
+        );
+        assert_eq!(
+            t("exists user-class and option user-class = iPXE and option arch = 00:00").unwrap(),
+            [Wants {
+                arch: Some(0),
+                user_class: Some("iPXE".into())
+            }]
+        );
+        assert!(
+            t("option arch = 00:07 and option arch = 00:09")
+                .unwrap_err()
+                .contains("never be true")
+        );
+        assert!(t("exists user-class").unwrap_err().contains("neither"));
+        assert!(t("not option arch = 00:07").is_err());
+        assert!(t("option arch = zz").unwrap_err().contains("hex bytes"));
+        assert_eq!(arch_value("01:02"), Ok(258));
+        assert!(arch_value("00:01:02").is_err());
     }
 
     #[test]

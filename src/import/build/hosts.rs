@@ -126,6 +126,10 @@ impl<'s> Builder<'s, '_> {
                 bl.str("address", &a.to_string());
             }
             self.host_params(h, &mut bl);
+            if let Some(boot) = self.host_boot(&h.boot) {
+                bl.key_comment(format!("{}: the `if` blocks of host {}", h.at, h.name));
+                bl.raw("boot", boot);
+            }
             if problems.is_empty()
                 && let (Some(_), Some((_, a))) = (mac, addr)
             {

@@ -239,3 +239,77 @@ impl<'s> Builder<'s, '_> {
         bl
     }
 }
+
+impl Builder<'_, '_> {
+    /// `[[dhcp.boot]]` for the PXE choices of dhcpd.conf's `if` blocks and
+    /// classes, in their order.
+    pub(super) fn boot_blocks(&mut self, d: &crate::import::dhcpd::Dhcpd) -> Vec<Block> {
+        let mut out = Vec::new();
+        for r in &d.boot {
+            let mut bl = Block::new("[[dhcp.boot]]");
+            bl.key_comment(format!("{}: {}", r.at, r.test));
+            if let Some(u) = &r.user_class {
+                bl.str("user_class", u);
+            }
+            if let Some(a) = r.arch {
+                bl.raw("arch", arch_text(a));
+            }
+            bl.str("filename", &r.filename.values.join(" "));
+            if let Some(p) = &r.next_server {
+                self.addr_key(p, "next_server", &mut bl);
+            }
+            out.push(bl);
+        }
+        out
+    }
+
+    /// A host's `boot` list, as one inline TOML array.
+    pub(super) fn host_boot(&mut self, rules: &[crate::import::dhcpd::BootRule]) -> Option<String> {
+        if rules.is_empty() {
+            return None;
+        }
+        let mut items = Vec::new();
+        for r in rules {
+            let mut fields = Vec::new();
+            if let Some(u) = &r.user_class {
+                fields.push(format!("user_class = {}", quote(u)));
+            }
+            if let Some(a) = r.arch {
+                fields.push(format!("arch = {}", arch_text(a)));
+            }
+            fields.push(format!(
+                "filename = {}",
+                quote(&r.filename.values.join(" "))
+            ));
+            if let Some(p) = &r.next_server {
+                match self
+                    .s
+                    .hosts
+                    .resolve(p.values.first().map(String::as_str).unwrap_or(""))
+                {
+                    Ok(a) => fields.push(format!("next_server = {}", quote(&a.to_string()))),
+                    Err(why) => self
+                        .report
+                        .error(&p.at, format!("{why}; left out of the boot rule")),
+                }
+            }
+            items.push(format!("{{ {} }}", fields.join(", ")));
+        }
+        Some(format!("[{}]", items.join(", ")))
+    }
+}
+
+/// Option 93 in the config: the name headnode knows it by when it stands
+/// for that number alone (7 and 9 are both x86-64 UEFI, which the name
+/// `efi-x64` would join), else the number.
+fn arch_text(a: u16) -> String {
+    match a {
+        0 => quote("bios"),
+        6 => quote("efi-ia32"),
+        10 => quote("efi-arm32"),
+        11 => quote("efi-arm64"),
+        16 => quote("efi-x64-http"),
+        19 => quote("efi-arm64-http"),
+        n => n.to_string(),
+    }
+}

@@ -90,6 +90,11 @@ pub fn build(s: Sources, report: &mut Report) -> (String, Option<Ipv4Addr>) {
     if !dhcp.is_blank() {
         dhcp.render(&mut out);
     }
+    if let Some(d) = s.dhcpd {
+        for bl in b.boot_blocks(d) {
+            bl.render(&mut out);
+        }
+    }
     for h in host_blocks {
         h.render(&mut out);
     }
