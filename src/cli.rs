@@ -179,6 +179,9 @@ pub struct ImportArgs {
     /// tftpd-hpa's /etc/default/tftpd-hpa (its root becomes [tftp]).
     #[arg(long = "tftpd-hpa")]
     pub tftpd_hpa: Option<PathBuf>,
+    /// dnsmasq.conf (its DHCP, PXE, TFTP and DNS settings; instead of --dhcpd).
+    #[arg(long)]
+    pub dnsmasq: Option<PathBuf>,
     /// Write the config here (default: stdout).
     #[arg(short, long)]
     pub output: Option<PathBuf>,

@@ -20,6 +20,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         ipvsadm: args.ipvsadm.clone(),
         sysctl: args.sysctl.clone(),
         tftpd: args.tftpd_hpa.clone(),
+        dnsmasq: args.dnsmasq.clone(),
     };
     if [
         &inputs.interfaces,
@@ -29,12 +30,13 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         &inputs.ipvsadm,
         &inputs.sysctl,
         &inputs.tftpd,
+        &inputs.dnsmasq,
     ]
     .iter()
     .all(|p| p.is_none())
     {
         return Err(InvalidInput(
-            "nothing to import: give at least one of --interfaces, --dhcpd, --hosts, --shorewall, --ipvsadm, --sysctl, --tftpd-hpa"
+            "nothing to import: give at least one of --interfaces, --dhcpd, --hosts, --shorewall, --ipvsadm, --sysctl, --tftpd-hpa, --dnsmasq"
                 .into(),
         )
         .into());

@@ -601,7 +601,8 @@ enum Branch {
 }
 
 fn branch_kind(s: &Stmt) -> Option<Branch> {
-    match (s.words[0].as_str(), s.words.get(1).map(String::as_str)) {
+    let word = |i: usize| s.words.get(i).map(String::as_str);
+    match (word(0)?, word(1)) {
         ("if", _) => Some(Branch::If),
         ("elsif", _) | ("else", Some("if")) => Some(Branch::Elsif),
         ("else", None) => Some(Branch::Else),

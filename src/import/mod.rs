@@ -1,5 +1,5 @@
 //! `headnode import`: translate a legacy head node (/etc/network/interfaces,
-//! ISC dhcpd, /etc/hosts, shorewall, ipvsadm, sysctl.conf, tftpd-hpa) into one headnode
+//! ISC dhcpd or dnsmasq, /etc/hosts, shorewall, ipvsadm, sysctl.conf, tftpd-hpa) into one headnode
 //! config, plus a report of everything not translated and every problem
 //! found, each at `file:line`.
 //!
@@ -8,6 +8,7 @@
 
 mod build;
 mod dhcpd;
+mod dnsmasq;
 mod draft;
 mod hosts;
 mod ifupdown;
@@ -39,6 +40,8 @@ pub struct Inputs {
     pub sysctl: Option<PathBuf>,
     /// /etc/default/tftpd-hpa.
     pub tftpd: Option<PathBuf>,
+    /// dnsmasq.conf (DHCP, PXE, TFTP and DNS settings).
+    pub dnsmasq: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -82,6 +85,22 @@ pub fn import(inputs: &Inputs, config_path: &Path) -> Result<Imported, ImportErr
         .map(|p| dhcpd::Dhcpd::load(p, &mut report))
         .transpose()
         .map_err(|e| ImportError(format!("{e}")))?;
+    let dnsmasq = inputs
+        .dnsmasq
+        .as_deref()
+        .map(|p| dnsmasq::load(p, &mut report))
+        .transpose()
+        .map_err(ImportError)?;
+    if dhcpd.is_some() && dnsmasq.is_some() {
+        return Err(ImportError(
+            "--dhcpd and --dnsmasq both configure DHCP: import one of them".into(),
+        ));
+    }
+    let (dnsmasq_dhcp, dnsmasq_tftp, dns) = match dnsmasq {
+        Some(d) => (Some(d.dhcp), d.tftp, d.dns),
+        None => (None, None, None),
+    };
+    let dhcpd = dhcpd.or(dnsmasq_dhcp);
     let shorewall = inputs
         .shorewall
         .as_deref()
@@ -108,7 +127,8 @@ pub fn import(inputs: &Inputs, config_path: &Path) -> Result<Imported, ImportErr
         .map(|p| tftpd::load(p, &mut report))
         .transpose()
         .map_err(ImportError)?
-        .flatten();
+        .flatten()
+        .or(dnsmasq_tftp);
     let sources = build::Sources {
         inputs,
         interfaces: interfaces.as_ref(),
@@ -118,6 +138,7 @@ pub fn import(inputs: &Inputs, config_path: &Path) -> Result<Imported, ImportErr
         virtuals,
         sysctls,
         tftpd,
+        dns,
     };
     let (config, public) = build::build(sources, &mut report);
     // The promise: what import writes, check accepts, or the report says why not.

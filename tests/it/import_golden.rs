@@ -35,6 +35,7 @@ fn inputs(dir: &Path) -> Inputs {
         ipvsadm: some("ipvsadm"),
         sysctl: some("sysctl.conf"),
         tftpd: some("tftpd-hpa"),
+        dnsmasq: some("dnsmasq.conf"),
     }
 }
 
@@ -280,6 +281,7 @@ fn case_args(dir: &str) -> Vec<String> {
         ("--ipvsadm", i.ipvsadm),
         ("--sysctl", i.sysctl),
         ("--tftpd-hpa", i.tftpd),
+        ("--dnsmasq", i.dnsmasq),
     ] {
         if let Some(p) = p {
             out.push(flag.to_string());

@@ -30,6 +30,8 @@ pub struct Sources<'a> {
     pub virtuals: Vec<Virtual>,
     pub sysctls: Vec<Setting>,
     pub tftpd: Option<Tftpd>,
+    /// dnsmasq's DNS side.
+    pub dns: Option<crate::import::dnsmasq::Dns>,
 }
 
 /// What the inputs say about this box's public address.
@@ -101,6 +103,7 @@ pub fn build(s: Sources, report: &mut Report) -> (String, Option<Ipv4Addr>) {
     b.firewall_and_balancer(lan.as_ref(), &public, &mut out);
     b.sysctl(&mut out);
     b.tftp(&mut out);
+    b.dns(&mut out);
     while out.ends_with("\n\n") {
         out.pop();
     }
@@ -136,6 +139,7 @@ impl<'s> Builder<'s, '_> {
             ("--ipvsadm", &i.ipvsadm),
             ("--sysctl", &i.sysctl),
             ("--tftpd-hpa", &i.tftpd),
+            ("--dnsmasq", &i.dnsmasq),
         ] {
             if let Some(p) = p {
                 out.push_str(&format!("#   {flag} {}\n", p.display()));
@@ -175,6 +179,33 @@ impl Builder<'_, '_> {
         if let Some((b, at)) = &t.max_blksize {
             bl.key_comment(format!("{at}: --blocksize {b}"));
             bl.raw("max_blksize", b.to_string());
+        }
+        bl.render(out);
+    }
+}
+
+impl Builder<'_, '_> {
+    /// `[dns]` from dnsmasq's `domain=` and `server=` lines.
+    fn dns(&mut self, out: &mut String) {
+        let Some(d) = &self.s.dns else { return };
+        let Some((at, domain)) = &d.domain else {
+            if let Some((at, _)) = d.upstream.first() {
+                self.report.skip(
+                    at,
+                    "dnsmasq.conf sets no domain=: [dns] needs one; add [dns] domain to answer the hosts' names",
+                );
+            }
+            return;
+        };
+        let mut bl = Block::new("[dns]");
+        bl.key_comment(format!("{at}: domain={domain}"));
+        bl.str("domain", domain);
+        if !d.upstream.is_empty() {
+            for (at, s) in &d.upstream {
+                bl.key_comment(format!("{at}: server={s}"));
+            }
+            let list: Vec<&str> = d.upstream.iter().map(|(_, s)| s.as_str()).collect();
+            bl.strs("upstream", &list);
         }
         bl.render(out);
     }
