@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(nftables iproute2 isc-dhcp-client udhcpc dhcpcd-base busybox-static ipvsadm
       python3 qemu-system-x86 ipxe-qemu ovmf cpio gzip procps curl tftp-hpa
-      lintian debootstrap file man-db prometheus)
+      lintian debootstrap file man-db prometheus
+      dnsmasq-base bind9-dnsutils)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -13,6 +13,7 @@ mod it {
     mod dhcp_clients;
     mod dhcp_lan;
     mod dhcp_pool;
+    mod dns_netns;
     mod firewall_golden;
     mod firewall_netns;
     mod generate_cli;

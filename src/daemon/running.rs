@@ -173,7 +173,7 @@ impl Running {
         }
         // Before DHCP too, which hands out its address; a server that cannot
         // start leaves the rest running and is tried again at reload.
-        r.reload_dns();
+        r.reload_dns().await;
         if r.cfg.dhcp.enabled {
             match dhcp::Server::start(r.cfg.clone()) {
                 Ok(s) => r.dhcp = Some(s),
@@ -575,8 +575,8 @@ impl Running {
             self.note_error(format!("sysctls: {e:#}"));
         }
         self.ensure_ipvs(false);
-        self.reload_tftp();
-        self.reload_dns();
+        self.reload_tftp().await;
+        self.reload_dns().await;
         self.reload_dhcp().await;
         ReloadOutcome::Reloaded
     }
@@ -667,13 +667,14 @@ impl Running {
 
     /// Restart the TFTP server when its settings changed (transfers running
     /// then end; the nodes retry).
-    fn reload_tftp(&mut self) {
+    async fn reload_tftp(&mut self) {
         let want = tftp::Settings::from_config(&self.cfg);
         if self.tftp.as_ref().map(|s| s.settings()) == want.as_ref() {
             return;
         }
-        if self.tftp.take().is_some() {
+        if let Some(old) = self.tftp.take() {
             info!("TFTP restarts: [tftp] changed");
+            old.stop().await;
         }
         if let Some(s) = want {
             match tftp::Server::start(s) {
@@ -685,15 +686,16 @@ impl Running {
 
     /// Start, stop or restart the DNS server when its settings changed:
     /// they hold every name, so a reload answers the new names at once.
-    fn reload_dns(&mut self) {
+    async fn reload_dns(&mut self) {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let want = dns::Settings::from_config(&self.cfg, hostname.trim(), &resolv);
         if self.dns.as_ref().map(|s| s.settings()) == want.as_ref() {
             return;
         }
-        if self.dns.take().is_some() {
+        if let Some(old) = self.dns.take() {
             info!("DNS restarts: [dns] or the names changed");
+            old.stop().await;
         }
         if let Some(s) = want {
             match dns::Server::start(s) {

@@ -10,6 +10,7 @@
 //! large answers go over TCP, which a spoofed source cannot complete.
 
 pub mod cache;
+pub mod fuzzing;
 pub mod limit;
 pub mod zone;
 
@@ -397,6 +398,18 @@ impl Server {
                 truncated: get(&c.truncated),
                 tcp_connections: get(&c.tcp_connections),
             },
+        }
+    }
+}
+
+impl Server {
+    /// Stop and wait until the sockets are closed, so that a new server can
+    /// bind the same address at once (a TCP listener still open in an
+    /// aborted task that has not been dropped yet makes that bind fail).
+    pub async fn stop(mut self) {
+        for t in std::mem::take(&mut self.tasks) {
+            t.abort();
+            let _ = t.await;
         }
     }
 }

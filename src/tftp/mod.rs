@@ -186,10 +186,6 @@ impl Server {
         self.local
     }
 
-    pub fn stop(&self) {
-        self.task.abort();
-    }
-
     /// Counters, running transfers and the last files served.
     pub fn status(&self) -> TftpStatus {
         let c = &self.shared.counters;
@@ -233,6 +229,15 @@ pub struct TftpCounters {
     pub timed_out: u64,
     pub failed: u64,
     pub bytes_sent: u64,
+}
+
+impl Server {
+    /// Stop and wait until the socket is closed, so that a new server binds
+    /// the same address at once.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
 }
 
 impl Drop for Server {

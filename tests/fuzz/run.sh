@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz each TARGET (default: all) for SECONDS (default 30: the CI smoke; the
 # issue's bar is 600): dhcp_request, the DHCP request path, config_text,
-# the config loader, and lease_file, the lease file loader. Needs the nightly toolchain; installs cargo-fuzz from
+# the config loader, lease_file, the lease file loader, and dns_request,
+# the DNS server's answer path. Needs the nightly toolchain; installs cargo-fuzz from
 # crates.io when it is missing.
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(dhcp_request config_text lease_file)
+[ ${#targets[@]} -gt 0 ] || targets=(dhcp_request config_text lease_file dns_request)
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     # HEADNODE_TEST_STRICT=1 (CI): a fuzz run that cannot happen fails.
     if [[ ${HEADNODE_TEST_STRICT:-0} == 1 ]]; then
@@ -77,9 +78,29 @@ declined 192.168.1.202 02:00:00:00:00:03 1800003600 1800000000 -
         -max_total_time="$secs" -max_len=4096 -print_final_stats=1
 }
 
+fuzz_dns_request() {
+    corpus=tests/fuzz/corpus/dns_request
+    mkdir -p "$corpus"
+    # Seeds: an A query for node1 (answered locally) and one for a name
+    # outside the domain (forwarded), both with EDNS.
+    python3 - "$corpus" <<'PY'
+import os, struct, sys
+d = sys.argv[1]
+def query(name, qtype):
+    q = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".") if l) + b"\0"
+    opt = b"\0" + struct.pack("!HHIH", 41, 1232, 0, 0)
+    return struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 1) + q + struct.pack("!HH", qtype, 1) + opt
+open(os.path.join(d, "local"), "wb").write(query("node1.cluster.example.com", 1))
+open(os.path.join(d, "ptr"), "wb").write(query("101.1.168.192.in-addr.arpa", 12))
+open(os.path.join(d, "forward"), "wb").write(query("www.example.org", 1))
+PY
+    cargo +nightly fuzz run --fuzz-dir tests/fuzz dns_request "$corpus" -- \
+        -max_total_time="$secs" -max_len=1500 -print_final_stats=1
+}
+
 for t in "${targets[@]}"; do
     case $t in
-    dhcp_request | config_text | lease_file) "fuzz_$t" ;;
-    *) echo "unknown fuzz target $t (dhcp_request, config_text, lease_file)" >&2; exit 2 ;;
+    dhcp_request | config_text | lease_file | dns_request) "fuzz_$t" ;;
+    *) echo "unknown fuzz target $t (dhcp_request, config_text, lease_file, dns_request)" >&2; exit 2 ;;
     esac
 done
