@@ -66,6 +66,8 @@ pub struct Dns {
     pub cache_size: u32,
     /// Queries per second one client may send.
     pub rate_limit: u32,
+    /// Answer the host names pool clients sent with their DHCP request.
+    pub pool_names: bool,
 }
 
 /// The TFTP server on the private address (port 69).

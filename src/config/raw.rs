@@ -41,6 +41,7 @@ pub struct RawDns {
     pub ttl: Option<S<i64>>,
     pub cache_size: Option<S<i64>>,
     pub rate_limit: Option<S<i64>>,
+    pub pool_names: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

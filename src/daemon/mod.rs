@@ -139,6 +139,7 @@ pub async fn run(path: PathBuf, force: bool) -> anyhow::Result<()> {
             _ = address.tick() => {
                 state.follow_public_address().await;
                 state.watch_dhcp();
+                state.refresh_pool_names_if_stale();
             }
             Ok(()) = health.changed() => {
                 let map = health.borrow_and_update().clone();

@@ -53,6 +53,9 @@ pub(super) struct Running {
     dhcp_restarts: u64,
     /// `watch_dhcp` found the server's loop stuck.
     dhcp_stuck: bool,
+    /// An ACK came since the DNS server last got the pool's names.
+    pool_names_stale: bool,
+    pool_names_answered: usize,
     /// The last load of our table and nft's listing right after it: the
     /// live table has drifted when nft lists it differently.
     applied: Option<Applied>,
@@ -152,6 +155,8 @@ impl Running {
             dns: None,
             dhcp_restarts: 0,
             dhcp_stuck: false,
+            pool_names_stale: false,
+            pool_names_answered: 0,
             // A restarted daemon keeps an unchanged table (and its counters).
             applied: Applied::load(&crate::paths::state_dir()),
             firewall_repairs: 0,
@@ -403,7 +408,33 @@ impl Running {
         crate::metrics::RECONCILE.observe(started.elapsed());
     }
 
+    /// Give the DNS server the names of the pool's bound leases: after ACKs
+    /// (at most once a second, from the main loop) and at every reconcile,
+    /// which also drops the names of leases that ended.
+    pub(super) fn refresh_pool_names(&mut self) {
+        self.pool_names_stale = false;
+        let Some(dns) = &self.dns else { return };
+        let leases = self.leases();
+        let named = leases.iter().filter_map(|l| {
+            let bound = l.kind == dhcp::LeaseKind::Dynamic && l.state == dhcp::LeaseState::Bound;
+            Some((l.name.as_deref().filter(|_| bound)?, l.address))
+        });
+        let n = dns.set_pool_names(named);
+        if n != self.pool_names_answered {
+            info!(names = n, "DNS: names of pool clients answered");
+            self.pool_names_answered = n;
+        }
+    }
+
+    /// `refresh_pool_names` when an ACK came since the last one.
+    pub(super) fn refresh_pool_names_if_stale(&mut self) {
+        if self.pool_names_stale {
+            self.refresh_pool_names();
+        }
+    }
+
     fn reconcile_once(&mut self) {
+        self.refresh_pool_names();
         self.ensure_firewall_or_fall_back(false);
         if let Err(e) = self.ensure_sysctls() {
             self.note_error(format!("sysctls: {e:#}"));
@@ -444,6 +475,7 @@ impl Running {
             // A real server that just took its lease is checked at once
             // rather than at the next interval.
             dhcp::Event::Acked(ip) => {
+                self.pool_names_stale = true;
                 if let Some(checks) = &self.checks
                     && checks.check_now(ip) > 0
                 {
@@ -699,7 +731,10 @@ impl Running {
         }
         if let Some(s) = want {
             match dns::Server::start(s) {
-                Ok(s) => self.dns = Some(s),
+                Ok(s) => {
+                    self.dns = Some(s);
+                    self.pool_names_stale = true;
+                }
                 Err(e) => self.note_error(format!("dns: {e}")),
             }
         }

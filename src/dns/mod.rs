@@ -56,6 +56,8 @@ pub struct Settings {
     pub upstream: Vec<SocketAddr>,
     pub cache_size: usize,
     pub rate_limit: u32,
+    /// Answer the names pool clients sent (`set_pool_names`).
+    pub pool_names: bool,
 }
 
 impl Settings {
@@ -101,6 +103,7 @@ impl Settings {
             upstream,
             cache_size: d.cache_size as usize,
             rate_limit: d.rate_limit,
+            pool_names: d.pool_names,
         })
     }
 }
@@ -145,7 +148,7 @@ struct Counters {
 }
 
 struct Shared {
-    zone: Zone,
+    zone: std::sync::RwLock<Zone>,
     lan: Ipv4Net,
     upstream: Vec<SocketAddr>,
     cache: Mutex<Cache>,
@@ -189,7 +192,12 @@ impl Shared {
 
     fn step(&self, packet: &[u8]) -> Step {
         self.counters.queries.fetch_add(1, Ordering::Relaxed);
-        match self.zone.answer(packet) {
+        let answer = self
+            .zone
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .answer(packet);
+        match answer {
             Answer::Reply(m) => {
                 let c = &self.counters;
                 match m.metadata.response_code {
@@ -343,7 +351,7 @@ impl Server {
         // TCP on the same port as UDP (which may have been port 0).
         let tcp = bind_tcp(local, settings.device.as_deref()).map_err(bind_err)?;
         let shared = Arc::new(Shared {
-            zone,
+            zone: std::sync::RwLock::new(zone),
             lan: settings.lan,
             upstream: settings.upstream.clone(),
             cache: Mutex::new(Cache::new(settings.cache_size)),
@@ -356,7 +364,7 @@ impl Server {
             tokio::spawn(serve_udp(Arc::new(udp), shared.clone())),
             tokio::spawn(serve_tcp(tcp, shared.clone())),
         ];
-        info!(listen = %local, domain = %settings.domain, names = shared.zone.len(),
+        info!(listen = %local, domain = %settings.domain, names = shared.zone.read().map(|z| z.len()).unwrap_or(0),
               upstream = ?settings.upstream, "DNS serving");
         Ok(Server {
             settings,
@@ -364,6 +372,23 @@ impl Server {
             local,
             tasks,
         })
+    }
+
+    /// Answer these names of pool clients (the host names their DHCP
+    /// requests carried), replacing the last set, when `[dns] pool_names`
+    /// is on; how many are answered.
+    pub fn set_pool_names<'a>(
+        &self,
+        leases: impl IntoIterator<Item = (&'a str, Ipv4Addr)>,
+    ) -> usize {
+        if !self.settings.pool_names {
+            return 0;
+        }
+        self.shared
+            .zone
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_pool(leases)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -381,7 +406,7 @@ impl Server {
         DnsStatus {
             listen: self.local,
             domain: self.settings.domain.clone(),
-            names: self.shared.zone.len(),
+            names: self.shared.zone.read().map(|z| z.len()).unwrap_or(0),
             upstream: self.settings.upstream.clone(),
             cache_entries: cache.len(),
             cache_capacity: cache.capacity(),
@@ -644,6 +669,7 @@ mod tests {
             upstream: vec![upstream],
             cache_size: 100,
             rate_limit: 1000,
+            pool_names: true,
         }
     }
 

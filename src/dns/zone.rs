@@ -32,6 +32,10 @@ pub struct Zone {
     head: Name,
     ttl: u32,
     serial: u32,
+    /// Names pool clients sent with their DHCP request (`set_pool`): below
+    /// the config's names, which they never shadow.
+    pool: HashMap<Box<str>, Ipv4Addr>,
+    pool_ptr: HashMap<Ipv4Addr, Name>,
 }
 
 /// What to do with one packet.
@@ -95,7 +99,44 @@ impl Zone {
             head,
             ttl,
             serial,
+            pool: HashMap::new(),
+            pool_ptr: HashMap::new(),
         })
+    }
+
+    /// The names of the pool's bound leases, replacing the last set. A name
+    /// that is not one DNS label, or that a `[[host]]` (or the head node)
+    /// has, is left out, as is a second lease with a name already taken;
+    /// returns how many are answered.
+    pub fn set_pool<'a>(&mut self, leases: impl IntoIterator<Item = (&'a str, Ipv4Addr)>) -> usize {
+        self.pool.clear();
+        self.pool_ptr.clear();
+        for (name, addr) in leases {
+            let label = name.to_ascii_lowercase();
+            if !self.lan.contains(&addr)
+                || self.names.contains_key(&*label)
+                || self.pool.contains_key(&*label)
+            {
+                continue;
+            }
+            let Ok(fqdn) = Name::from_ascii(&label).and_then(|n| n.append_domain(&self.domain))
+            else {
+                continue;
+            };
+            if fqdn.num_labels() != self.domain.num_labels() + 1 {
+                continue;
+            }
+            if !self.ptr.contains_key(&addr) {
+                self.pool_ptr.insert(addr, fqdn);
+            }
+            self.pool.insert(label.into_boxed_str(), addr);
+        }
+        self.pool.len()
+    }
+
+    /// A host's address by its (lowercase) label: the config's, then the pool's.
+    fn host(&self, label: &str) -> Option<&Ipv4Addr> {
+        self.names.get(label).or_else(|| self.pool.get(label))
     }
 
     /// Names answered (the head node's included).
@@ -134,7 +175,7 @@ impl Zone {
         if n.num_labels() == 1 && !self.domain.zone_of(&n) {
             // A bare name: a host, or nothing anywhere.
             let label = std::str::from_utf8(n.iter().next()?).ok()?;
-            return Some(match self.names.get(label) {
+            return Some(match self.host(label) {
                 Some(a) => self.address(name, *a, qtype, &self.domain),
                 None => Local::nx(&self.domain),
             });
@@ -157,7 +198,7 @@ impl Zone {
             }
             if apex == &self.domain {
                 let label = std::str::from_utf8(n.iter().next()?).ok()?;
-                return Some(match self.names.get(label) {
+                return Some(match self.host(label) {
                     Some(a) if n.num_labels() == apex.num_labels() + 1 => {
                         self.address(name, *a, qtype, apex)
                     }
@@ -166,7 +207,7 @@ impl Zone {
             }
             let found = reverse_addr(&n)
                 .filter(|a| self.lan.contains(a))
-                .and_then(|a| self.ptr.get(&a));
+                .and_then(|a| self.ptr.get(&a).or_else(|| self.pool_ptr.get(&a)));
             return Some(match found {
                 Some(target) if matches!(qtype, RecordType::PTR | RecordType::ANY) => {
                     let r =
@@ -366,6 +407,55 @@ mod tests {
 
     fn addrs(m: &Message) -> Vec<String> {
         m.answers.iter().map(|r| r.data.to_string()).collect()
+    }
+
+    #[test]
+    fn pool_names_are_answered_below_the_configs() {
+        let mut z = Zone::new(
+            "cluster.test",
+            ("head", Ipv4Addr::new(192, 168, 1, 254)),
+            "192.168.1.0/24".parse().unwrap(),
+            [("node1", Ipv4Addr::new(192, 168, 1, 101))],
+            60,
+        )
+        .unwrap();
+        let n = z.set_pool([
+            ("Lap1", Ipv4Addr::new(192, 168, 1, 200)),
+            ("node1", Ipv4Addr::new(192, 168, 1, 201)),
+            ("lap1", Ipv4Addr::new(192, 168, 1, 202)),
+            ("bad name", Ipv4Addr::new(192, 168, 1, 203)),
+            ("a.b", Ipv4Addr::new(192, 168, 1, 204)),
+            ("far", Ipv4Addr::new(10, 0, 0, 1)),
+        ]);
+        assert_eq!(
+            n, 1,
+            "only lap1 (once): the others shadow, are no label, or are off the LAN"
+        );
+        let a = |z: &Zone, name: &str| match z
+            .lookup(&Name::from_ascii(name).unwrap(), RecordType::A)
+        {
+            Some(l) => l.answers.first().map(|r| r.data.to_string()),
+            None => None,
+        };
+        assert_eq!(
+            a(&z, "lap1.cluster.test.").as_deref(),
+            Some("192.168.1.200")
+        );
+        assert_eq!(a(&z, "lap1.").as_deref(), Some("192.168.1.200"));
+        assert_eq!(
+            a(&z, "node1.cluster.test.").as_deref(),
+            Some("192.168.1.101")
+        );
+        let ptr = z
+            .lookup(
+                &Name::from_ascii("200.1.168.192.in-addr.arpa.").unwrap(),
+                RecordType::PTR,
+            )
+            .unwrap();
+        assert_eq!(ptr.answers[0].data.to_string(), "lap1.cluster.test.");
+        // The next set replaces it: an ended lease's name is gone.
+        assert_eq!(z.set_pool([]), 0);
+        assert_eq!(a(&z, "lap1.cluster.test."), None);
     }
 
     #[test]

@@ -73,6 +73,10 @@ address = "192.168.1.254/24"
 [dhcp]
 lease_file = "{}"
 
+[dhcp.pool]
+start = "192.168.1.200"
+end = "192.168.1.210"
+
 [dns]
 domain = "cluster.test"
 name = "head"
@@ -272,6 +276,42 @@ fn nodes_resolve_the_cluster_and_the_world_and_the_net_gets_nothing() {
         "{from_net}"
     );
     assert!(!from_net.contains("192.168.1.101"), "{from_net}");
+
+    // A pool client that sends its host name is answered by it, as with
+    // dnsmasq (`[dns] pool_names`, on by default).
+    lab.node.ok(&["ip", "link", "set", "eth0", "down"]);
+    lab.node
+        .ok(&["ip", "link", "set", "eth0", "address", "02:00:00:00:53:99"]);
+    lab.node.ok(&["ip", "link", "set", "eth0", "up"]);
+    let out = lab.node.run(&[
+        "busybox",
+        "udhcpc",
+        "-i",
+        "eth0",
+        "-n",
+        "-q",
+        "-t",
+        "4",
+        "-T",
+        "1",
+        "-x",
+        "hostname:lap1",
+        "-s",
+        &script.display().to_string(),
+    ]);
+    assert!(
+        common::text(&out).contains("192.168.1.200"),
+        "no pool lease: {}",
+        common::text(&out)
+    );
+    let named = wait_for(Duration::from_secs(3), || {
+        (lab.dig(&["@192.168.1.254", "lap1.cluster.test"]) == "192.168.1.200").then_some(())
+    });
+    assert!(named.is_some(), "lap1 not answered:\n{}", lab.log());
+    assert_eq!(
+        lab.dig(&["@192.168.1.254", "-x", "192.168.1.200"]),
+        "lap1.cluster.test."
+    );
 
     // The counters say what happened.
     let status = stdout(&lab.headnode(&["status", "--json"]));

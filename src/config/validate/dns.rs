@@ -79,6 +79,7 @@ impl Validator<'_> {
             ttl,
             cache_size,
             rate_limit,
+            pool_names: d.pool_names.unwrap_or(true),
         })
     }
 
