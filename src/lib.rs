@@ -25,3 +25,4 @@ pub mod paths;
 pub mod plan;
 pub mod sysctl;
 pub mod tftp;
+pub mod timings;

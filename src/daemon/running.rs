@@ -283,7 +283,7 @@ impl Running {
             .ok();
         // A failed load leaves the table as it was; the old record still
         // describes it if it did before.
-        blocking(|| crate::metrics::NFT_LOAD.time(|| load(&self.nft)))?;
+        blocking(|| crate::timings::NFT_LOAD.time(|| load(&self.nft)))?;
         let recorded = blocking(|| self.nft.read_back(rs));
         drop(lock);
         match recorded {
@@ -337,7 +337,7 @@ impl Running {
             return;
         }
         let reconciled = blocking(|| {
-            crate::metrics::IPVS_RECONCILE.time(|| ipvs::reconcile_live(&self.cfg, &self.health))
+            crate::timings::IPVS_RECONCILE.time(|| ipvs::reconcile_live(&self.cfg, &self.health))
         });
         match reconciled {
             Ok(report) => {
@@ -405,7 +405,7 @@ impl Running {
     pub(super) async fn reconcile(&mut self) {
         let started = Instant::now();
         self.reconcile_once();
-        crate::metrics::RECONCILE.observe(started.elapsed());
+        crate::timings::RECONCILE.observe(started.elapsed());
     }
 
     /// Give the DNS server the names of the pool's bound leases: after ACKs

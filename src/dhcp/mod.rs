@@ -1013,7 +1013,7 @@ fn writer(
         let sync = waiting > 0;
         let written = match file.as_mut() {
             Some(f) if sync => {
-                crate::metrics::LEASE_SYNC.time(|| f.append(&records, sync, &mut text))
+                crate::timings::LEASE_SYNC.time(|| f.append(&records, sync, &mut text))
             }
             Some(f) => f.append(&records, sync, &mut text),
             None => Err(io::Error::other("the lease file is not open")),

@@ -432,6 +432,21 @@ pub fn clear(kernel: &impl Kernel, store: &state::Store) -> Result<Vec<ServiceKe
     first_err.map_or(Ok(removed), Err)
 }
 
+/// Bring this machine's IPVS sync daemons to `desired` (see [`sync`]), in
+/// the calling thread's network namespace; the ops carried out.
+pub fn sync_reconcile_live(desired: Vec<sync::Daemon>) -> Result<Vec<sync::SyncOp>, Error> {
+    within("IPVS sync daemon", NETLINK_DEADLINE, move || {
+        sync::reconcile(&netlink::Handle::open()?, &desired)
+    })
+}
+
+/// The IPVS sync daemons running now.
+pub fn sync_live() -> Result<Vec<sync::Daemon>, Error> {
+    within("reading the IPVS sync daemons", NETLINK_DEADLINE, || {
+        sync::SyncKernel::sync_daemons(&netlink::Handle::open()?)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 //! ops) is pure; [`reconcile`] runs it against a [`SyncKernel`] (the netlink
 //! handle, or a fake in the tests); [`reconcile_live`] is it on this machine.
 
-use super::{Error, NETLINK_DEADLINE, netlink, within};
+use super::Error;
 use std::fmt;
 
 /// `IP_VS_STATE_MASTER` / `IP_VS_STATE_BACKUP`.
@@ -123,20 +123,6 @@ pub fn reconcile(kernel: &impl SyncKernel, desired: &[Daemon]) -> Result<Vec<Syn
         kernel.sync_exec(op)?;
     }
     Ok(ops)
-}
-
-/// [`reconcile`] on this machine, in the calling thread's network namespace.
-pub fn reconcile_live(desired: Vec<Daemon>) -> Result<Vec<SyncOp>, Error> {
-    within("IPVS sync daemon", NETLINK_DEADLINE, move || {
-        reconcile(&netlink::Handle::open()?, &desired)
-    })
-}
-
-/// The sync daemons running now.
-pub fn live() -> Result<Vec<Daemon>, Error> {
-    within("reading the IPVS sync daemons", NETLINK_DEADLINE, || {
-        netlink::Handle::open()?.sync_daemons()
-    })
 }
 
 #[cfg(test)]
