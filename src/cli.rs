@@ -60,6 +60,21 @@ pub enum Command {
     /// ruleset at the deadline unless `confirm` arrived.
     #[command(hide = true)]
     RollbackTimer(RollbackTimerArgs),
+    /// Internal: keepalived's notify hook with `[ha]` (the file headnode
+    /// writes for keepalived names it); tells the daemon the new VRRP state.
+    #[command(hide = true)]
+    HaNotify(HaNotifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HaNotifyArgs {
+    /// The daemon's control socket (default: the one in $HEADNODE_RUN_DIR).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// What keepalived passes: INSTANCE or GROUP, its name, the state
+    /// (MASTER, BACKUP, FAULT, STOP) and the priority.
+    #[arg(num_args = 1.., allow_hyphen_values = true)]
+    pub words: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -63,6 +63,8 @@ pub enum Request {
     Unknown,
     /// End a pool lease (`headnode leases release IP|MAC`).
     Release { key: LeaseKey },
+    /// keepalived's new VRRP state (`headnode ha-notify`).
+    HaState { state: crate::ha::State },
 }
 
 impl Request {
@@ -76,6 +78,8 @@ impl Request {
             | Request::Confirm
             | Request::Unknown
             | Request::Release { .. } => Duration::from_secs(10),
+            // Carried out before the answer: the sync daemon's netlink calls.
+            Request::HaState { .. } => Duration::from_secs(30),
             Request::Reload { .. } | Request::Apply { .. } => Duration::from_secs(90),
         }
     }
@@ -97,6 +101,10 @@ pub enum Answer {
     Confirm(ConfirmOutcome),
     Unknown(UnknownList),
     Release(ReleaseOutcome),
+    /// The state is in effect; `error` when the sync daemons could not follow.
+    HaState {
+        error: Option<String>,
+    },
     /// The request was not understood (another version, or not a request).
     Error {
         message: String,
@@ -155,7 +163,30 @@ pub struct DaemonStatus {
     /// `None` when `[dns]` is off (or its server failed to start).
     #[serde(default)]
     pub dns: Option<crate::dns::DnsStatus>,
+    /// `None` without `[ha]`.
+    #[serde(default)]
+    pub ha: Option<HaStatus>,
     pub leases: Vec<LeaseView>,
+}
+
+/// This head node and its peer (`[ha]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaStatus {
+    pub role: crate::config::model::HaRole,
+    pub priority: u8,
+    pub state: crate::ha::State,
+    pub known: crate::ha::Known,
+    /// Seconds since the state last changed (or since the daemon started).
+    pub since_s: u64,
+    pub peer: std::net::Ipv4Addr,
+    pub public_address: ipnet::Ipv4Net,
+    pub lan_address: ipnet::Ipv4Net,
+    /// The IPVS sync daemons running now, as the kernel reports them.
+    pub sync_daemons: Vec<String>,
+    /// Why the sync daemons could not be read or set, if so.
+    pub sync_error: Option<String>,
+    /// The half of the pool this node leases from.
+    pub pool: Option<crate::config::model::Pool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -511,6 +542,19 @@ pub fn unknown(socket: &Path) -> Result<Option<UnknownList>, ControlError> {
     }
 }
 
+/// Tell the daemon keepalived's new state; `None` when no daemon runs.
+pub fn ha_state(
+    socket: &Path,
+    state: crate::ha::State,
+) -> Result<Option<Option<String>>, ControlError> {
+    let req = Request::HaState { state };
+    match ask(socket, &req)? {
+        None => Ok(None),
+        Some(Answer::HaState { error }) => Ok(Some(error)),
+        Some(other) => Err(unexpected(&req, &other)),
+    }
+}
+
 /// End a pool lease through the daemon; `None` when no daemon runs.
 pub fn release(socket: &Path, key: LeaseKey) -> Result<Option<ReleaseOutcome>, ControlError> {
     let req = Request::Release { key };
@@ -680,6 +724,19 @@ pub(crate) mod tests {
                     cache_hits: 1,
                     ..Default::default()
                 },
+            }),
+            ha: Some(HaStatus {
+                role: crate::config::model::HaRole::Primary,
+                priority: 150,
+                state: crate::ha::State::Master,
+                known: crate::ha::Known::Notified,
+                since_s: 12,
+                peer: "192.168.1.253".parse().unwrap(),
+                public_address: "203.0.113.200/24".parse().unwrap(),
+                lan_address: "192.168.1.1/24".parse().unwrap(),
+                sync_daemons: vec!["master sync daemon on eth0 (syncid 51)".into()],
+                sync_error: None,
+                pool: None,
             }),
             leases: vec![lease()],
         }

@@ -15,6 +15,7 @@ pub mod dhcp;
 pub mod dns;
 pub mod errors;
 pub mod firewall;
+pub mod ha;
 pub mod health;
 pub mod import;
 pub mod ipvs;

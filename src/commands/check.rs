@@ -79,6 +79,18 @@ pub fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<()> {
     });
     let mut warnings = advertised_but_not_served(&cfg);
     warnings.extend(sysctl_warnings(&cfg, links.as_deref().ok()));
+    if let Some(ha) = &cfg.ha {
+        println!(
+            "  ha: {} (priority {}), peer {}; virtual {} (public) and {} (LAN); keepalived includes {}",
+            ha.role.name(),
+            ha.priority,
+            ha.peer,
+            ha.public_address,
+            ha.lan_address,
+            ha.keepalived_config.display()
+        );
+        warnings.extend(keepalived_test(&cfg, ha)?);
+    }
     for w in warnings {
         println!("  warning: {w}");
     }
@@ -94,6 +106,59 @@ pub fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `keepalived -t` on the file headnode would write for it, when keepalived
+/// is installed: what keepalived rejects is an error (exit 1); that this
+/// box lacks an interface the file names, or keepalived itself, a warning
+/// (the config may be written on another machine).
+fn keepalived_test(cfg: &Config, ha: &crate::config::model::Ha) -> anyhow::Result<Vec<String>> {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/usr/sbin/headnode".into());
+    let text = crate::ha::keepalived_config(
+        cfg,
+        ha,
+        &crate::ha::notify_command(&exe, &crate::paths::control_socket()),
+    );
+    let tmp = std::env::temp_dir().join(format!("headnode-keepalived-{}.conf", std::process::id()));
+    std::fs::write(&tmp, &text)?;
+    let out = std::process::Command::new("keepalived")
+        .args(["-t", "-f"])
+        .arg(&tmp)
+        .output();
+    let _ = std::fs::remove_file(&tmp);
+    let out = match out {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(vec![
+                "keepalived is not installed: [ha] needs it to move the virtual addresses (apt install keepalived)".into(),
+            ]);
+        }
+        Err(e) => return Err(anyhow::anyhow!("cannot run keepalived -t: {e}")),
+    };
+    if out.status.success() {
+        println!("  keepalived -t: the file is valid");
+        return Ok(Vec::new());
+    }
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = said
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let about_interfaces =
+        |l: &&str| l.contains("doesn't exist") || l.contains("Non-existent interface");
+    if !lines.is_empty() && lines.iter().all(about_interfaces) {
+        return Ok(lines
+            .iter()
+            .map(|l| format!("keepalived -t: {l} (on this machine)"))
+            .collect());
+    }
+    Err(super::InvalidInput(format!(
+        "keepalived -t rejects the file headnode writes for it:\n  {}",
+        lines.join("\n  ")
+    ))
+    .into())
 }
 
 /// Services DHCP tells the nodes to find on this head node (TFTP by

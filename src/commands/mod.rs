@@ -7,6 +7,7 @@ mod check;
 mod clear;
 mod dhcp;
 mod generate;
+mod ha_notify;
 mod import;
 mod init;
 mod leases;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Confirm => apply::confirm(),
         Command::Clear => clear::run(),
         Command::RollbackTimer(args) => apply::rollback_timer(&args.token),
+        Command::HaNotify(args) => ha_notify::run(&args),
         Command::Generate(args) => generate::run(&args),
         Command::Dhcp => dhcp::run(path),
         Command::Leases(args) => leases::run(path, &args),

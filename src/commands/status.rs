@@ -57,6 +57,8 @@ struct Report {
     dhcp: Option<DhcpStatus>,
     tftp: Option<TftpStatus>,
     dns: Option<DnsStatus>,
+    /// `[ha]`: the VRRP state, the peer and the IPVS sync daemons.
+    ha: Option<crate::control::HaStatus>,
     leases: Vec<LeaseView>,
     /// Sysctls the daemon could not set; empty without a daemon.
     sysctl_problems: Vec<String>,
@@ -238,7 +240,7 @@ fn observe(daemon: Option<DaemonStatus>, cfg: &anyhow::Result<Config>) -> Observ
             error: e.to_string(),
         },
     };
-    let (info, firewall, balancer, dhcp, tftp, dns, leases, sysctl_problems) = match daemon {
+    let (info, firewall, balancer, dhcp, tftp, dns, ha, leases, sysctl_problems) = match daemon {
         Some(d) => (
             Some(d.daemon),
             Some(d.firewall),
@@ -246,10 +248,21 @@ fn observe(daemon: Option<DaemonStatus>, cfg: &anyhow::Result<Config>) -> Observ
             Some(d.dhcp),
             d.tftp,
             d.dns,
+            d.ha,
             d.leases,
             d.sysctl_problems,
         ),
-        None => (None, None, None, None, None, None, Vec::new(), Vec::new()),
+        None => (
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Vec::new(),
+            Vec::new(),
+        ),
     };
     let firewall = FirewallView {
         state: firewall.as_ref().map(|f| f.state.clone()),
@@ -314,6 +327,7 @@ fn observe(daemon: Option<DaemonStatus>, cfg: &anyhow::Result<Config>) -> Observ
         dhcp,
         tftp,
         dns,
+        ha,
         leases,
         sysctl_problems,
         config_error: cfg.as_ref().err().map(crate::errors::render),
@@ -587,6 +601,35 @@ fn render(s: &Report, ipvs_text: Option<&str>) -> String {
             nonzero(&d.counters)
         );
     }
+    if let Some(h) = &s.ha {
+        let how = match h.known {
+            crate::ha::Known::Notified => "keepalived says",
+            crate::ha::Known::FromAddress => "from the addresses; no word from keepalived yet",
+        };
+        let _ = writeln!(
+            o,
+            "\nha: {} for {}s ({how}); {}, priority {}; peer {}",
+            h.state,
+            h.since_s,
+            h.role.name(),
+            h.priority,
+            h.peer
+        );
+        let _ = writeln!(
+            o,
+            "  virtual addresses: {} (public), {} (LAN)",
+            h.public_address, h.lan_address
+        );
+        if let Some(p) = h.pool {
+            let _ = writeln!(o, "  pool: this node leases {}-{}", p.start, p.end);
+        }
+        for d in &h.sync_daemons {
+            let _ = writeln!(o, "  ipvs: {d}");
+        }
+        if let Some(e) = &h.sync_error {
+            let _ = writeln!(o, "  ipvs sync: {e}");
+        }
+    }
     if s.exit.verdict != Verdict::Ok {
         let _ = writeln!(o, "\nexit {}:", s.exit.code);
         for why in &s.exit.reasons {
@@ -665,6 +708,7 @@ mod tests {
             dhcp: None,
             tftp: None,
             dns: None,
+            ha: None,
             leases: Vec::new(),
             sysctl_problems: Vec::new(),
             config_error: None,

@@ -48,6 +48,47 @@ pub struct Config {
     pub metrics: Option<std::net::SocketAddrV4>,
     /// `[dns]` when it is on.
     pub dns: Option<Dns>,
+    /// `[ha]`: this is one of two head nodes.
+    pub ha: Option<Ha>,
+}
+
+/// One of two head nodes: keepalived's VRRP moves the virtual addresses,
+/// the kernel's IPVS sync daemon carries the balanced connections.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Ha {
+    pub role: HaRole,
+    /// VRRP priority (1-254); the higher one holds the addresses.
+    pub priority: u8,
+    /// The other head node's own address on the sync interface.
+    pub peer: Ipv4Addr,
+    /// The service address on the public side (what `"public"` names).
+    pub public_address: Ipv4Net,
+    /// The nodes' gateway on the LAN (DHCP's router option).
+    pub lan_address: Ipv4Net,
+    /// Where VRRP adverts and the IPVS connection sync run (the LAN by default).
+    pub interface: String,
+    /// The VRRP router id, also the IPVS sync id.
+    pub virtual_router_id: u8,
+    pub advert_interval: Duration,
+    /// The file headnode writes for keepalived to include.
+    pub keepalived_config: PathBuf,
+}
+
+/// Which half of the pool this node leases from, and its default priority.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HaRole {
+    Primary,
+    Secondary,
+}
+
+impl HaRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            HaRole::Primary => "primary",
+            HaRole::Secondary => "secondary",
+        }
+    }
 }
 
 /// The DNS server on the private address (port 53).
@@ -125,7 +166,7 @@ pub struct Boot {
     pub next_server: Option<Ipv4Addr>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Pool {
     pub start: Ipv4Addr,
     pub end: Ipv4Addr,
@@ -137,6 +178,33 @@ impl Pool {
     }
     pub fn size(&self) -> u32 {
         u32::from(self.end) - u32::from(self.start) + 1
+    }
+
+    /// This node's half of the pool and the peer's: the primary leases from the lower, the
+    /// secondary from the upper, so two nodes without a shared lease file never
+    /// give one address twice.
+    pub fn half(self, role: HaRole) -> (Option<Pool>, Option<Pool>) {
+        let (start, end) = (u32::from(self.start), u32::from(self.end));
+        if start == end {
+            // One address: the primary's alone.
+            return match role {
+                HaRole::Primary => (Some(self), None),
+                HaRole::Secondary => (None, Some(self)),
+            };
+        }
+        let mid = start + (end - start) / 2;
+        let lower = Pool {
+            start: self.start,
+            end: mid.into(),
+        };
+        let upper = Pool {
+            start: (mid + 1).into(),
+            end: self.end,
+        };
+        match role {
+            HaRole::Primary => (Some(lower), Some(upper)),
+            HaRole::Secondary => (Some(upper), Some(lower)),
+        }
     }
 }
 
@@ -462,6 +530,20 @@ pub struct ServiceSummary {
 }
 
 impl Config {
+    /// The address the services are on: the virtual public address with
+    /// `[ha]`, else the box's own public address if known.
+    pub fn service_ip(&self) -> Option<Ipv4Addr> {
+        match &self.ha {
+            Some(ha) => Some(ha.public_address.addr()),
+            None => self.public_ip(),
+        }
+    }
+    /// The address the nodes use as gateway: the virtual one with `[ha]`.
+    pub fn gateway_ip(&self) -> Ipv4Addr {
+        self.ha
+            .as_ref()
+            .map_or(self.private_ip(), |ha| ha.lan_address.addr())
+    }
     /// The public IPv4 address if known (configured, or filled in by `resolve_public`).
     pub fn public_ip(&self) -> Option<Ipv4Addr> {
         self.public.address.map(|n| n.addr())
@@ -485,6 +567,10 @@ impl Config {
             return;
         }
         self.public.address = Some(address);
+        if self.ha.is_some() {
+            // "public" named the virtual address, which the config gives.
+            return;
+        }
         let ip = address.addr();
         for m in self.firewall.marks.iter_mut().filter(|m| m.dest_is_public) {
             m.dest = Some(Ipv4Net::from(ip));

@@ -29,6 +29,21 @@ pub struct RawConfig {
     pub tftp: Option<S<RawTftp>>,
     pub metrics: Option<S<RawMetrics>>,
     pub dns: Option<S<RawDns>>,
+    pub ha: Option<S<RawHa>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHa {
+    pub role: Option<S<String>>,
+    pub priority: Option<S<i64>>,
+    pub peer: Option<S<String>>,
+    pub public_address: Option<S<String>>,
+    pub lan_address: Option<S<String>>,
+    pub interface: Option<S<String>>,
+    pub virtual_router_id: Option<S<i64>>,
+    pub advert_interval: Option<S<RawDuration>>,
+    pub keepalived_config: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

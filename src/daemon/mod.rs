@@ -8,6 +8,7 @@
 //! leaves the firewall in place: a stopped daemon must not open the box.
 
 pub mod confirm;
+mod ha;
 mod heartbeat;
 pub mod notify;
 mod running;
@@ -177,6 +178,7 @@ pub async fn run(path: PathBuf, force: bool) -> anyhow::Result<()> {
                     Request::Unknown => Answer::Unknown(state.unknown_clients()),
                     Request::Release { key } => Answer::Release(state.release(key)),
                     Request::Health => Answer::Health { health: state.health().clone() },
+                    Request::HaState { state: s } => Answer::HaState { error: state.ha_state(s) },
                 };
                 let _ = msg.reply.send(answer);
             }
@@ -370,6 +372,9 @@ impl Waiting<'_> {
                             why: "the daemon runs no DHCP server until its config loads".into(),
                         }),
                         Request::Health => Answer::Health { health: HealthMap::default() },
+                        Request::HaState { .. } => Answer::HaState {
+                            error: Some(format!("no config in effect yet: {why}")),
+                        },
                     };
                     let _ = msg.reply.send(answer);
                     false
@@ -428,6 +433,7 @@ impl Waiting<'_> {
             },
             tftp: None,
             dns: None,
+            ha: None,
             leases: Vec::new(),
         }
     }

@@ -66,6 +66,8 @@ pub(super) struct Running {
     text: String,
     /// An `apply --confirm` made through the daemon, waiting for `confirm`.
     pending: Option<PendingConfirm>,
+    /// With `[ha]`: keepalived's state and the sync daemon following it.
+    ha: Option<super::ha::HaRuntime>,
 }
 
 /// The config to go back to unless `headnode confirm` arrives by `deadline`
@@ -83,7 +85,7 @@ fn select_backend(cfg: &Config) -> (Backend, String) {
 /// Run blocking work (nft processes, netlink) without stalling DHCP. Each
 /// such call has its own deadline below the watchdog's (nft 20 s, IPVS
 /// netlink 20 s); the heartbeat tells the watchdog the loop is still moving.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     super::heartbeat::beat();
     let r = tokio::task::block_in_place(f);
     super::heartbeat::beat();
@@ -164,6 +166,7 @@ impl Running {
             last_error: None,
             text,
             pending,
+            ha: None,
         };
         if let Err(e) = r.ensure_firewall(true) {
             r.fall_back(&format!("cannot load the config's ruleset: {e:#}"))
@@ -171,6 +174,7 @@ impl Running {
         }
         r.ensure_sysctls().context("cannot set sysctls")?;
         r.ensure_ipvs(false);
+        r.ensure_ha(true);
         r.start_checks();
         // Before DHCP, which points nodes at it.
         if let Some(s) = tftp::Settings::from_config(&r.cfg) {
@@ -356,6 +360,43 @@ impl Running {
         }
     }
 
+    /// With `[ha]`: the keepalived file (when `write`: at start and
+    /// reload) and the IPVS sync daemons for the current state.
+    fn ensure_ha(&mut self, write: bool) {
+        let ipvs = self.backend == Backend::Ipvs;
+        let Some(ha) = self.cfg.ha.clone() else {
+            if let Some(mut rt) = self.ha.take() {
+                // [ha] removed: the sync daemons it started go too.
+                rt.set_state(crate::ha::State::Stop);
+                if ipvs && let Err(e) = blocking(|| ipvs::sync_reconcile_live(Vec::new())) {
+                    self.note_error(format!("IPVS sync daemon: {e}"));
+                }
+            }
+            return;
+        };
+        if write {
+            super::ha::write_keepalived(&self.cfg, &ha);
+        }
+        let rt = self
+            .ha
+            .get_or_insert_with(|| super::ha::HaRuntime::start(&ha));
+        rt.sync(&ha, ipvs);
+    }
+
+    /// keepalived's new state (`headnode ha-notify`): the sync daemons
+    /// follow before the answer; the error when they could not.
+    pub(super) fn ha_state(&mut self, state: crate::ha::State) -> Option<String> {
+        let Some(ha) = self.cfg.ha.clone() else {
+            return Some("this head node has no [ha] in its config".into());
+        };
+        let ipvs = self.backend == Backend::Ipvs;
+        let rt = self
+            .ha
+            .get_or_insert_with(|| super::ha::HaRuntime::start(&ha));
+        rt.set_state(state);
+        rt.sync(&ha, ipvs)
+    }
+
     fn note_error(&mut self, msg: String) {
         if self.last_error.as_deref() != Some(msg.as_str()) {
             error!("{msg}");
@@ -440,6 +481,7 @@ impl Running {
             self.note_error(format!("sysctls: {e:#}"));
         }
         self.ensure_ipvs(true);
+        self.ensure_ha(false);
         if self.cfg.dhcp.enabled && self.dhcp.is_none() {
             self.start_dhcp();
         }
@@ -607,6 +649,7 @@ impl Running {
             self.note_error(format!("sysctls: {e:#}"));
         }
         self.ensure_ipvs(false);
+        self.ensure_ha(true);
         self.reload_tftp().await;
         self.reload_dns().await;
         self.reload_dhcp().await;
@@ -799,6 +842,12 @@ impl Running {
             },
             tftp: self.tftp.as_ref().map(tftp::Server::status),
             dns: self.dns.as_ref().map(dns::Server::status),
+            ha: match (&self.ha, &self.cfg.ha) {
+                (Some(rt), Some(ha)) => {
+                    Some(rt.status(&self.cfg, ha, self.backend == Backend::Ipvs))
+                }
+                _ => None,
+            },
             leases: self.leases(),
         }
     }

@@ -186,6 +186,12 @@ impl Ctx<'_> {
         if self.t.poolable(ip) && self.db.free_for(ip, req.mac, self.now) {
             return self.ack(ip, state);
         }
+        // The other head node's half: its lease to confirm or refuse. A NAK
+        // from here would cut off a client the peer serves.
+        if self.t.peer_pool.is_some_and(|p| p.contains(ip)) {
+            self.drop_offer();
+            return quiet(Quiet::OtherServer);
+        }
         self.nak(ip, "is not available to this client")
     }
 
@@ -897,6 +903,65 @@ filename = "own.0"
             } => Some((r.ip, *wait)),
             _ => None,
         }
+    }
+
+    /// Two head nodes with one pool: each leases from its half, and a
+    /// request for the other's half is left to the other (no NAK).
+    #[test]
+    fn two_head_nodes_lease_from_their_own_half_and_leave_the_other_alone() {
+        let node = |role: &str| {
+            let text = BASE.replace(
+                "POOL",
+                "pool = { start = \"192.168.1.200\", end = \"192.168.1.203\" }",
+            ) + &format!(
+                "[ha]\nrole = \"{role}\"\npeer = \"192.168.1.253\"\npublic_address = \"203.0.113.200/24\"\nlan_address = \"192.168.1.1/24\"\n"
+            );
+            let cfg = crate::config::parse(&text, Path::new("t.toml")).expect("valid config");
+            let t = Tables::new(&cfg);
+            let db = LeaseDb::new(t.pool);
+            Env {
+                t,
+                db,
+                buf: Vec::new(),
+            }
+        };
+        let (mut primary, mut secondary) = (node("primary"), node("secondary"));
+        let offer = |e: &mut Env, mac| {
+            let (_, m) = e.send(&packet(MessageType::Discover, mac, vec![]), NOW);
+            m.expect("offer").yiaddr()
+        };
+        assert_eq!(
+            offer(&mut primary, STRANGER),
+            Ipv4Addr::new(192, 168, 1, 200)
+        );
+        assert_eq!(
+            offer(&mut secondary, STRANGER),
+            Ipv4Addr::new(192, 168, 1, 202)
+        );
+        // Both answer a reservation alike.
+        assert_eq!(offer(&mut primary, NODE1), NODE1_IP);
+        assert_eq!(offer(&mut secondary, NODE1), NODE1_IP);
+        // A rebinding client of the secondary's half asks the primary: quiet.
+        let rebind = |ip: Ipv4Addr| {
+            let mut p = packet(MessageType::Request, STRANGER, vec![]);
+            p[12..16].copy_from_slice(&ip.octets());
+            p
+        };
+        let theirs = Ipv4Addr::new(192, 168, 1, 203);
+        assert_eq!(
+            primary.send(&rebind(theirs), NOW).0,
+            quiet(Quiet::OtherServer)
+        );
+        assert_eq!(
+            ack_ip(&secondary.send(&rebind(theirs), NOW).0),
+            Some((theirs, true))
+        );
+        // One of its own it confirms.
+        let ours = Ipv4Addr::new(192, 168, 1, 201);
+        assert_eq!(
+            ack_ip(&primary.send(&rebind(ours), NOW).0),
+            Some((ours, true))
+        );
     }
 
     #[test]

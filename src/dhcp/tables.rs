@@ -99,6 +99,8 @@ pub struct Tables {
     pub lease_time: u32,
     pub max_lease_time: u32,
     pub pool: Option<Pool>,
+    /// With `[ha]`: the half of the pool the other head node leases from.
+    pub peer_pool: Option<Pool>,
     pub options: OptionSet,
     pub siaddr: Ipv4Addr,
     pub file: Option<Box<[u8]>>,
@@ -165,13 +167,19 @@ impl Tables {
             .map(|h| (h.mac, Reservation::new(h)))
             .collect();
         let reserved = cfg.hosts.iter().map(|h| (h.address, h.mac)).collect();
+        // With [ha] each node leases from its half; the other half is the peer's.
+        let (pool, peer_pool) = match (d.pool, &cfg.ha) {
+            (Some(p), Some(ha)) => p.half(ha.role),
+            (pool, _) => (pool, None),
+        };
         Tables {
             interface: cfg.private.name.clone(),
             server_ip: cfg.private_ip(),
             net: net.trunc(),
             lease_time: secs(d.lease_time),
             max_lease_time: secs(d.max_lease_time),
-            pool: d.pool,
+            pool,
+            peer_pool,
             options,
             siaddr: d.next_server.unwrap_or(Ipv4Addr::UNSPECIFIED),
             file: d.filename.as_ref().map(|f| f.as_bytes().into()),

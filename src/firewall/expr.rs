@@ -119,6 +119,11 @@ pub fn l4proto(p: Proto) -> Stmt {
     matches(meta(MetaKey::L4proto), text(p.name()))
 }
 
+/// An IP protocol by number (`meta l4proto 112`), for those without a name here.
+pub fn l4proto_number(n: u32) -> Stmt {
+    matches(meta(MetaKey::L4proto), Expression::Number(n))
+}
+
 pub fn ipv4_only() -> Stmt {
     matches(meta(MetaKey::Nfproto), text("ipv4"))
 }

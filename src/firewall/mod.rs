@@ -112,7 +112,7 @@ pub fn ruleset(cfg: &Config, balancer: Option<&NftBalancer>) -> Nftables<'static
 /// so the ruleset without them is closed where the full one is open; the
 /// daemon plans again once the address appears.
 pub fn build(cfg: &Config, balancer: Option<&NftBalancer>) -> Ruleset {
-    let public = cfg.public_ip().filter(|a| !a.is_unspecified());
+    let public = cfg.service_ip().filter(|a| !a.is_unspecified());
     let mut rs = Ruleset::default();
     let b = Build { cfg, public };
     b.chains(&mut rs, balancer.is_some());
@@ -460,6 +460,21 @@ impl Build<'_> {
                 ],
                 "built-in: metrics from loc ([metrics] listen)",
             );
+        }
+        if let Some(ha) = &self.cfg.ha {
+            // keepalived's adverts (IP protocol 112, by number: the box may
+            // have no /etc/protocols) and the IPVS connection sync (udp
+            // 8848), from the other head node only.
+            let from_peer = || vec![iif(&ha.interface), saddr(ha.peer.into())];
+            let mut vrrp = from_peer();
+            vrrp.extend([l4proto_number(112), accept()]);
+            rs.rule("input", vrrp, "built-in: vrrp from the peer ([ha])");
+            let mut sync = from_peer();
+            sync.extend([
+                dport(crate::config::model::Proto::Udp, &[PortRange::single(8848)]),
+                accept(),
+            ]);
+            rs.rule("input", sync, "built-in: ipvs sync from the peer ([ha])");
         }
         if fw.ssh_from_loc {
             rs.rule(

@@ -102,7 +102,7 @@ impl Validator<'_> {
         (public, private)
     }
 
-    fn ifname(&mut self, s: &S<String>, field: &str) -> Option<String> {
+    pub(super) fn ifname(&mut self, s: &S<String>, field: &str) -> Option<String> {
         let t = s.get_ref();
         let ok = !t.is_empty()
             && t.len() < 16

@@ -12,6 +12,7 @@ mod cross_checks;
 mod dhcp;
 mod dns;
 mod firewall;
+mod ha;
 mod hosts;
 mod interfaces;
 mod metrics;
@@ -191,12 +192,20 @@ impl<'a> Validator<'a> {
         };
         let (public, private) = self.interfaces(ifaces.get_ref());
         let public_ip = public.as_ref().and_then(|p| p.address.map(|a| a.addr()));
+        let ha = raw
+            .ha
+            .as_ref()
+            .and_then(|h| self.ha(h, public.as_ref(), private.as_ref()));
         let hosts = self.hosts(raw_hosts, private.as_ref())?;
         let names = Names {
             hosts: hosts.iter().map(|h| (&*h.name, h.address)).collect(),
-            public: public_ip,
+            // With [ha], "public" is the service address that moves.
+            public: ha.as_ref().map(|h| h.public_address.addr()).or(public_ip),
         };
         let mut dhcp = self.dhcp(&raw.dhcp, private.as_ref(), &hosts);
+        if let (Some(ha), Some(dhcp)) = (&ha, dhcp.as_mut()) {
+            self.ha_routers(&raw.dhcp, ha, dhcp);
+        }
         let mut firewall = self.firewall(&raw.firewall, &names);
         let mut balancer = self.balancer(&raw.balancer, &names);
         let services = self.services(&raw.services, &names, &mut firewall, &mut balancer);
@@ -211,7 +220,13 @@ impl<'a> Validator<'a> {
             // The nodes ask the head node and search the cluster domain,
             // unless [dhcp] says otherwise.
             if raw.dhcp.dns_servers.is_empty() {
+                // Each head node answers on its own address; with [ha] the
+                // nodes get both, in one order, so both give one answer.
                 dhcp.dns_servers = vec![private.address.addr()];
+                if let Some(ha) = &ha {
+                    dhcp.dns_servers.push(ha.peer);
+                    dhcp.dns_servers.sort();
+                }
             }
             if raw.dhcp.domain_search.is_empty() {
                 dhcp.domain_search = vec![dns.domain.clone()];
@@ -235,6 +250,7 @@ impl<'a> Validator<'a> {
             tftp,
             dns,
             metrics,
+            ha,
         })
     }
 }
