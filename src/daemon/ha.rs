@@ -70,7 +70,7 @@ impl HaRuntime {
             return None;
         }
         let desired = ha::sync_daemons(ha, self.state, true);
-        let result = super::running::blocking(|| ipvs::sync_reconcile_live(desired));
+        let result = super::heartbeat::blocking(|| ipvs::sync_reconcile_live(desired));
         self.sync_error = match result {
             Ok(ops) => {
                 for op in ops {
@@ -91,7 +91,7 @@ impl HaRuntime {
 
     pub(super) fn status(&self, cfg: &Config, ha: &Ha, ipvs_backend: bool) -> HaStatus {
         let (sync_daemons, sync_error) = if ipvs_backend {
-            match super::running::blocking(ipvs::sync_live) {
+            match super::heartbeat::blocking(ipvs::sync_live) {
                 Ok(d) => (d.iter().map(ToString::to_string).collect(), None),
                 Err(e) => (Vec::new(), Some(e.to_string())),
             }

@@ -56,6 +56,16 @@ fn verdict(age: Duration, part: Option<String>) -> Option<String> {
     part
 }
 
+/// Run blocking work (nft processes, netlink) without stalling DHCP. Each
+/// such call has its own deadline below the watchdog's (nft 20 s, IPVS
+/// netlink 20 s); the heartbeat tells the watchdog the loop is still moving.
+pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    beat();
+    let r = tokio::task::block_in_place(f);
+    beat();
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

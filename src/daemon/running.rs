@@ -2,6 +2,7 @@
 //! start, timer (drift repair), health change, reload, status, stop.
 
 use super::confirm;
+use super::heartbeat::blocking;
 use crate::config::model::{Backend, VirtualService};
 use crate::config::{self, Config};
 use crate::control::{
@@ -80,16 +81,6 @@ pub(super) struct PendingConfirm {
 
 fn select_backend(cfg: &Config) -> (Backend, String) {
     plan::select_backend(cfg.balancer.backend, &plan::live::ipvs_for(cfg))
-}
-
-/// Run blocking work (nft processes, netlink) without stalling DHCP. Each
-/// such call has its own deadline below the watchdog's (nft 20 s, IPVS
-/// netlink 20 s); the heartbeat tells the watchdog the loop is still moving.
-pub(super) fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    super::heartbeat::beat();
-    let r = tokio::task::block_in_place(f);
-    super::heartbeat::beat();
-    r
 }
 
 /// `base` with its `"auto"` public address read from the interface, when
