@@ -107,6 +107,10 @@ pub struct CheckArgs {
     /// Also show what each [[service]] block expands to.
     #[arg(long)]
     pub explain: bool,
+    /// With [ha]: the other head node's config (a copy of its file), checked
+    /// to mirror this one and to give the nodes the same answers.
+    #[arg(long, value_name = "FILE")]
+    pub peer: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -148,6 +148,104 @@ pub fn notify_command(exe: &Path, socket: &Path) -> String {
     format!("{} ha-notify --socket {}", exe.display(), socket.display())
 }
 
+/// PURE: what keeps `mine` and `peer` (the other head node's config) from
+/// working as a pair: each names the other as peer, one primary and one
+/// secondary, the same virtual addresses and router id, and the same
+/// answers for the nodes (reservations, DHCP options and pool, services).
+/// Line numbers and file paths may differ.
+pub fn pair_problems(mine: &Config, peer: &Config) -> Vec<String> {
+    let (Some(a), Some(b)) = (&mine.ha, &peer.ha) else {
+        return vec!["the peer's config has no [ha]".into()];
+    };
+    let mut out = Vec::new();
+    if a.role == b.role {
+        out.push(format!(
+            "both are {}: one head node must be primary and the other secondary (they lease from opposite halves of the pool)",
+            a.role.name()
+        ));
+    }
+    if a.peer != peer.private_ip() {
+        out.push(format!(
+            "ha.peer is {}, but the peer's own LAN address is {}",
+            a.peer,
+            peer.private_ip()
+        ));
+    }
+    if b.peer != mine.private_ip() {
+        out.push(format!(
+            "the peer's ha.peer is {}, but this node's LAN address is {}",
+            b.peer,
+            mine.private_ip()
+        ));
+    }
+    let same = |what: &str, x: String, y: String, out: &mut Vec<String>| {
+        if x != y {
+            out.push(format!("{what} differs: {x} here, {y} on the peer"));
+        }
+    };
+    same(
+        "ha.public_address",
+        a.public_address.to_string(),
+        b.public_address.to_string(),
+        &mut out,
+    );
+    same(
+        "ha.lan_address",
+        a.lan_address.to_string(),
+        b.lan_address.to_string(),
+        &mut out,
+    );
+    same(
+        "ha.virtual_router_id",
+        a.virtual_router_id.to_string(),
+        b.virtual_router_id.to_string(),
+        &mut out,
+    );
+    same(
+        "ha.advert_interval",
+        humantime::format_duration(a.advert_interval).to_string(),
+        humantime::format_duration(b.advert_interval).to_string(),
+        &mut out,
+    );
+    let answers = |c: &Config| {
+        let mut dhcp = comparable(&c.dhcp);
+        if let Some(d) = dhcp.as_object_mut() {
+            d.remove("lease_file");
+        }
+        (dhcp, comparable(&c.hosts), comparable(&c.balancer.services))
+    };
+    let (x, y) = (answers(mine), answers(peer));
+    if x.0 != y.0 {
+        out.push("[dhcp] differs: both nodes must give the nodes the same options and pool".into());
+    }
+    if x.1 != y.1 {
+        out.push("the [[host]] reservations differ: both nodes must answer each node alike".into());
+    }
+    if x.2 != y.2 {
+        out.push(
+            "the balanced services differ: a takeover would change what the clients get".into(),
+        );
+    }
+    out
+}
+
+/// `v` as JSON without where it was written (origins, lines, paths).
+fn comparable(v: &impl Serialize) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|k, _| !matches!(k.as_str(), "origin" | "line" | "path"));
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(v).unwrap_or_default();
+    strip(&mut v);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +316,45 @@ vrrp_instance headnode {
             assert_eq!(sync_daemons(&ha, s, true), vec![d(Role::Backup)]);
         }
         assert!(sync_daemons(&ha, State::Master, false).is_empty());
+    }
+
+    #[test]
+    fn a_pair_must_mirror_each_other_and_answer_alike() {
+        let node = |own: &str, role: &str, peer: &str, extra: &str| {
+            let text = format!(
+                "{}{extra}[ha]\nrole = \"{role}\"\npeer = \"{peer}\"\npublic_address = \"203.0.113.200/24\"\nlan_address = \"192.168.1.1/24\"\n",
+                crate::config::test_text::INTERFACES.replace("192.168.1.254/24", own)
+            );
+            crate::config::parse(&text, Path::new("t.toml")).unwrap()
+        };
+        let host =
+            "[[host]]\nname = \"n1\"\nmac = \"02:00:00:00:00:01\"\naddress = \"192.168.1.10\"\n";
+        let a = node("192.168.1.252/24", "primary", "192.168.1.253", host);
+        let b = node(
+            "192.168.1.253/24",
+            "secondary",
+            "192.168.1.252",
+            &format!("\n\n{host}"),
+        );
+        assert_eq!(pair_problems(&a, &b), Vec::<String>::new());
+        assert_eq!(pair_problems(&b, &a), Vec::<String>::new());
+        let same_role = node("192.168.1.253/24", "primary", "192.168.1.252", host);
+        assert!(pair_problems(&a, &same_role)[0].contains("both are primary"));
+        let wrong_peer = node("192.168.1.253/24", "secondary", "192.168.1.9", host);
+        assert!(pair_problems(&a, &wrong_peer)[0].contains("the peer's ha.peer is 192.168.1.9"));
+        let other_host = node(
+            "192.168.1.253/24",
+            "secondary",
+            "192.168.1.252",
+            &host.replace(".10", ".11"),
+        );
+        assert_eq!(
+            pair_problems(&a, &other_host),
+            vec![
+                "the [[host]] reservations differ: both nodes must answer each node alike"
+                    .to_string()
+            ]
+        );
     }
 
     #[test]

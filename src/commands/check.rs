@@ -91,6 +91,22 @@ pub fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<()> {
         );
         warnings.extend(keepalived_test(&cfg, ha)?);
     }
+    if let Some(peer_path) = &args.peer {
+        let peer = super::load_config(peer_path)?;
+        let problems = crate::ha::pair_problems(&cfg, &peer);
+        if !problems.is_empty() {
+            return Err(super::InvalidInput(format!(
+                "{} and {} do not make a pair of head nodes:\n  {}",
+                path.display(),
+                peer_path.display(),
+                problems.join("\n  ")
+            ))
+            .into());
+        }
+        println!("  peer: {} mirrors this config", peer_path.display());
+    } else if cfg.ha.is_some() {
+        warnings.push("[ha]: `headnode check --peer COPY-OF-THE-PEER'S-FILE` checks that both nodes answer alike".into());
+    }
     for w in warnings {
         println!("  warning: {w}");
     }

@@ -11,6 +11,8 @@
 #   tests/vm/run.sh powerloss  DHCP under load, qemu killed at random moments
 #                              (tests/vm/powerloss.sh; HEADNODE_POWERLOSS_ROUNDS,
 #                              default 20): no acknowledged lease may be lost
+#   tests/vm/run.sh ha         two head nodes with Debian's keepalived: takeovers
+#                              measured, split brain (tests/vm/ha.sh; 2 vCPUs)
 #
 # Prints the scenario's "N passed, M failed" and exits non-zero on failure.
 # Downloads are cached under tests/vm/cache (gitignored). Needs: apt-get,
@@ -19,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mode=${1:-origin}
-case $mode in origin | bench | health | powerloss) ;; *) echo "usage: $0 [origin|bench|health|powerloss]" >&2; exit 64 ;; esac
+case $mode in origin | bench | health | powerloss | ha) ;; *) echo "usage: $0 [origin|bench|health|powerloss|ha]" >&2; exit 64 ;; esac
 # TCG boots in seconds; the limit is for a hung guest.
 limit=${HEADNODE_VM_TIMEOUT:-420}
 profile=${HEADNODE_VM_PROFILE:-release}
@@ -95,9 +97,9 @@ done
 # needs modules.dep, and modules.alias for the kernel's autoload requests.
 busybox depmod -b "$root" "$kver"
 [[ -s $dst/modules.dep && -s $dst/modules.alias ]] || { echo "vm: depmod made no index" >&2; exit 2; }
-if [[ $mode == health ]]; then
+if [[ $mode == health || $mode == ha ]]; then
     # keepalived (Debian's, and the libraries it needs that the host may
-    # lack) runs only inside the guest, in the benchmark's namespace.
+    # lack) runs only inside the guest, in the scenario's namespaces.
     ka=$cache/keepalived-root
     if [[ ! -x $ka/usr/sbin/keepalived ]]; then
         rm -rf "$ka.tmp" && mkdir -p "$ka.tmp"
@@ -115,8 +117,14 @@ if [[ $mode == health ]]; then
         cp -L "$lib" "$root$to"
     done
     mkdir -p "$root/etc/keepalived"
+fi
+if [[ $mode == health ]]; then
     rustc --edition 2024 -O --target $target tests/bench/health_listener.rs -o "$root/test/health_listener"
     cp tests/bench/health.sh "$root/test/"
+fi
+if [[ $mode == ha ]]; then
+    rustc --edition 2024 -O --target $target tests/vm/ha_tool.rs -o "$root/test/ha_tool"
+    cp tests/vm/ha.sh "$root/test/"
 fi
 cp tests/vm/init "$root/init"
 cp tests/vm/origin.sh tests/vm/powerloss.sh tests/bench/ipvs.sh tests/udhcpc.script "$root/test/"
@@ -212,9 +220,9 @@ echo "vm: booting $(basename "$vmlinuz") ($mode, limit ${limit}s)"
 log=$(mktemp /tmp/headnode-vm-log.XXXXXX)
 trap 'rm -rf "$root" "$root.cpio.gz" "$log"' EXIT
 set +e
-# The health benchmark's checkers, listener and kernel get a vCPU more.
+# The health benchmark (checkers, listener) and the two head nodes get a vCPU more.
 smp=1
-[[ $mode == health ]] && smp=2
+[[ $mode == health || $mode == ha ]] && smp=2
 timeout "$limit" qemu-system-x86_64 -accel tcg -cpu max -smp $smp -m 1024 -nographic -no-reboot \
     -kernel "$vmlinuz" -initrd "$root.cpio.gz" \
     -append "console=ttyS0 quiet panic=-1 hn.mode=$mode hn.reals=${HEADNODE_BENCH_REALS:-2000}" </dev/null | tr -d '\r' | tee "$log"
