@@ -12,7 +12,10 @@
 # each server answers them from its cache. For each server and set the
 # offered rate (dnsperf -Q) rises until more than 1 % of the queries are
 # lost; the highest rate with at most 1 % lost is reported, with the
-# server's CPU time per answered query (its cpuacct cgroup) at that rate.
+# server's CPU time per answered query (its cpuacct cgroup) at that rate;
+# ">=" marks a server that lost no more than that at the highest rate tried.
+# Each step's line also shows the packets that reached the upstream (none
+# for cached names) and the datagrams dropped at a full socket buffer.
 # headnode's per-client rate limit is raised for the bench: dnsperf is one
 # client. headnode is the release build, or $HEADNODE_BIN.
 set -euo pipefail
@@ -124,15 +127,21 @@ rate_limit = 1000000
 EOF
 cat "$work/hosts.toml" >>"$work/headnode.toml"
 
-# The upstream for *.ext.test, on its own CPU time (not measured).
+# The upstream for *.ext.test, on its own CPU time (not measured). Its
+# answers carry a TTL of an hour (dnsmasq's default for --address is 0, which
+# neither server caches: every "cached" query would have been forwarded).
 ip netns exec "$up" dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces \
     --listen-address=198.51.100.53 --address=/ext.test/192.0.2.1 --user=root --pid-file= \
-    --cache-size=0 >"$work/upstream.log" 2>&1 &
+    --cache-size=0 --local-ttl=3600 >"$work/upstream.log" 2>&1 &
 uppid=$!
 
 [[ -d /sys/fs/cgroup/cpuacct ]] || { echo "dns bench: needs the cgroup v1 cpuacct controller" >&2; exit 2; }
 mkdir -p "$cg"
 cpu_ns() { cat "$cg/cpuacct.usage"; }
+# Packets the upstream received: a run of cached names must send it none.
+up_rx() { ip netns exec "$up" cat /sys/class/net/eth0/statistics/rx_packets; }
+# UDP datagrams a namespace dropped for a full socket buffer: where the loss is.
+rcvbuf_drops() { ip netns exec "$1" awk '/^Udp:/ && n++ {print $6}' /proc/net/snmp; }
 
 start_server() {
     case $1 in
@@ -160,44 +169,58 @@ start_server() {
     echo "$1 does not answer:"; cat "$work/server.log"; exit 1
 }
 
-# One dnsperf run at RATE: prints "qps lost% cpu-us-per-query".
+# One dnsperf run at RATE: prints "qps lost% cpu-us-per-query upstream-packets
+# server-drops client-drops";
+# fails if an answer was not NOERROR (a fast error is no answer).
 run_at() { # set rate
-    local before after out
+    local before after upb upa sdb sda cdb cda
     before=$(cpu_ns)
-    out=$(ip netns exec "$cli" dnsperf -s 10.0.255.254 -d "$work/$1.txt" -l "$secs" -Q "$2" -c 4 -q 2000 -t 1 2>&1)
+    upb=$(up_rx) sdb=$(rcvbuf_drops "$srv") cdb=$(rcvbuf_drops "$cli")
+    # The output goes to a file: with losses it lists every timed out query.
+    ip netns exec "$cli" dnsperf -s 10.0.255.254 -d "$work/$1.txt" -l "$secs" -Q "$2" -c 4 -q 2000 -t 1 \
+        >"$work/dnsperf.out" 2>&1 || true
     after=$(cpu_ns)
-    python3 - "$before" "$after" <<EOF
+    upa=$(up_rx) sda=$(rcvbuf_drops "$srv") cda=$(rcvbuf_drops "$cli")
+    python3 - "$work/dnsperf.out" "$before" "$after" "$upb" "$upa" $((sda - sdb)) $((cda - cdb)) <<'EOF'
 import re, sys
-out = """$out"""
-before, after = map(int, sys.argv[1:3])
-sent = int(re.search(r"Queries sent:\s+(\d+)", out).group(1))
+out = open(sys.argv[1]).read()
+before, after, upb, upa, sd, cd = map(int, sys.argv[2:8])
+m = re.search(r"Queries sent:\s+(\d+)", out)
+if not m:
+    sys.exit("dnsperf failed:\n" + out[-2000:])
+sent = int(m.group(1))
 done = int(re.search(r"Queries completed:\s+(\d+)", out).group(1))
 qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))
+codes = re.search(r"Response codes:\s+(.*)", out)
+if done and not (codes and re.fullmatch(r"NOERROR \d+ \(100\.00%\)", codes.group(1).strip())):
+    sys.exit("answers other than NOERROR: " + (codes.group(1) if codes else "none"))
 lost = 100.0 * (sent - done) / sent if sent else 100.0
-print(f"{qps:.0f} {lost:.2f} {(after - before) / 1e3 / max(done, 1):.2f}")
+print(f"{qps:.0f} {lost:.2f} {(after - before) / 1e3 / max(done, 1):.2f} {upa - upb} {sd} {cd}")
 EOF
 }
 
-rates=(5000 10000 20000 30000 40000 60000 80000 100000 130000 160000 200000)
+rates=(10000 20000 30000 40000 45000 50000 55000 60000 70000 80000 100000 130000 160000)
 results=()
 for server in headnode dnsmasq; do
     start_server "$server"
     for set in local forwarded; do
         # Warm: every name once (the forwarded ones into the cache).
         ip netns exec "$cli" dnsperf -s 10.0.255.254 -d "$work/$set.txt" -n 1 -q 100 >/dev/null 2>&1 || true
-        best=
+        best= top=
         for _ in $(seq "$runs"); do
             for rate in "${rates[@]}"; do
                 line=$(run_at "$set" "$rate")
-                echo "  $server $set at $rate/s: $line (qps lost% us/query)"
+                echo "  $server $set at $rate/s: $line (qps lost% us/query upstream-packets server-drops client-drops)"
                 lost=$(awk '{print $2}' <<<"$line")
                 awk -v l="$lost" 'BEGIN {exit !(l > 1)}' && break
                 if [[ -z $best ]] || awk -v a="${line%% *}" -v b="${best%% *}" 'BEGIN {exit !(a > b)}'; then
                     best=$line
                 fi
+                # The last rate passed: the server's limit is above the search.
+                if [[ $rate == "${rates[-1]}" ]]; then top=">="; fi
             done
         done
-        results+=("$server $set ${best:-FAILED}")
+        results+=("$server $set $top${best:-FAILED}")
     done
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 done
