@@ -121,6 +121,9 @@ pub fn keepalived_config(cfg: &Config, ha: &Ha, notify: &str) -> String {
         cfg.path.display(),
         ha.keepalived_config.display()
     );
+    // The notify hook talks to the daemon's control socket (root only):
+    // keepalived runs it as root, which it allows only with script security.
+    s += "global_defs {\n    enable_script_security\n    script_user root\n}\n";
     s += "vrrp_instance headnode {\n";
     s += "    state BACKUP\n    nopreempt\n    version 3\n";
     s += &format!("    interface {}\n", ha.interface);
@@ -275,6 +278,10 @@ mod tests {
 # Written by headnode from /etc/headnode/headnode.toml: do not edit, headnode rewrites it at
 # every start and reload. keepalived.conf includes it:
 #     include /etc/keepalived/headnode.conf
+global_defs {
+    enable_script_security
+    script_user root
+}
 vrrp_instance headnode {
     state BACKUP
     nopreempt

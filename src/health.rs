@@ -298,7 +298,10 @@ impl One {
                 }
                 _ => None,
             };
-            let others_up = {
+            // Only a success of a down server needs the rest of the service:
+            // scanning it at every check costs O(reals) each, O(reals²) per
+            // interval (2,000 reals: 4 million lookups a second).
+            let others_up = tracker.state() == State::Down && result.is_ok() && {
                 let map = tx.borrow();
                 (self.service.iter().enumerate()).any(|(i, t)| i != self.me && map.is_up(t))
             };

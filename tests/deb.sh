@@ -63,6 +63,8 @@ check "binary is static ($(stat -c %s "$bin") bytes)" \
 check "lintian: no errors or warnings" lintian --fail-on error,warning "$deb"
 check "package depends on nftables only" \
     bash -c "[[ \$(dpkg-deb -f '$deb' Depends) == nftables ]]"
+check "package recommends ipvsadm and keepalived (for [ha])" \
+    bash -c "[[ \$(dpkg-deb -f '$deb' Recommends) == 'ipvsadm, keepalived' ]]"
 # What the package installs, with modes, against fixtures/deb/contents.txt
 # (HEADNODE_BLESS=1 rewrites it after an intended change; review the diff).
 contents() { dpkg-deb -c "$deb" | awk '{print $1, $6}' | sort -k 2; }

@@ -2,7 +2,8 @@
 # Run every headnode test: unit, golden files, CLI, and (as root) the
 # network-namespace integration tests, the .deb in a fresh Debian 12 root,
 # IPVS on a real IPVS kernel in a VM, a VM that network-boots from
-# headnode, and DHCP through power cuts in a VM. Sets up its own dependencies.
+# headnode, DHCP through power cuts in a VM, and two head nodes with
+# keepalived in a VM. Sets up its own dependencies.
 # Every part runs even when an earlier one failed; the exit status says
 # whether all passed.
 set -uo pipefail
@@ -29,6 +30,8 @@ if [[ $(id -u) -eq 0 ]]; then
     bash tests/vm/pxe.sh || failed+=("tests/vm/pxe.sh")
     # Power loss: qemu killed under DHCP load 20 times, every ACK checked.
     bash tests/vm/run.sh powerloss || failed+=("tests/vm/run.sh powerloss")
+    # Two head nodes with keepalived: takeovers measured, split brain.
+    bash tests/vm/run.sh ha || failed+=("tests/vm/run.sh ha")
 fi
 # Skipped tests print "SKIP <test>: needs ..." (never under HEADNODE_TEST_STRICT=1).
 skipped=$(grep -cE '(^|\.\.\. )SKIP [^ ]+: needs ' /tmp/headnode-test.log)

@@ -41,8 +41,8 @@ impl Default for Harness {
 
 impl Harness {
     pub fn run(&mut self, data: &[u8]) {
-        let limit = super::udp_limit_of(data);
-        match self.zone.answer(data) {
+        let (answer, limit) = self.zone.answer_sized(data);
+        match answer {
             Answer::Reply(m) => self.check_reply(&m, limit),
             Answer::Forward(req) => {
                 let Some(key) = Key::of(&req) else { return };

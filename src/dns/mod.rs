@@ -190,14 +190,15 @@ impl Shared {
         true
     }
 
-    fn step(&self, packet: &[u8]) -> Step {
+    /// What to do with `packet`, and the UDP size its client takes.
+    fn step(&self, packet: &[u8]) -> (Step, usize) {
         self.counters.queries.fetch_add(1, Ordering::Relaxed);
-        let answer = self
+        let (answer, limit) = self
             .zone
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .answer(packet);
-        match answer {
+            .answer_sized(packet);
+        let step = match answer {
             Answer::Reply(m) => {
                 let c = &self.counters;
                 match m.metadata.response_code {
@@ -222,7 +223,8 @@ impl Shared {
                     None => Step::Forward(req),
                 }
             }
-        }
+        };
+        (step, limit)
     }
 
     /// Ask the upstreams in turn; SERVFAIL when none answers.
@@ -515,9 +517,8 @@ async fn serve_udp(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
         if !shared.admit(peer) {
             continue;
         }
-        let packet = &buf[..n];
-        let limit = udp_limit_of(packet);
-        match shared.step(packet) {
+        let (step, limit) = shared.step(&buf[..n]);
+        match step {
             Step::Reply(m) => {
                 if let Some(b) = shared.encode(&m, limit) {
                     let _ = sock.send_to(&b, peer).await;
@@ -545,16 +546,6 @@ async fn serve_udp(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
             Step::Drop => {}
         }
     }
-}
-
-/// The client's UDP size from its EDNS record (512 without one), read
-/// again here so the zone's answer need not carry it.
-fn udp_limit_of(packet: &[u8]) -> usize {
-    let payload = Message::from_vec(packet)
-        .ok()
-        .and_then(|m| m.edns.map(|e| e.max_payload()))
-        .unwrap_or(512);
-    zone::udp_limit(payload)
 }
 
 async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
@@ -604,7 +595,7 @@ async fn tcp_client(mut conn: TcpStream, peer: SocketAddr, shared: &Shared) -> i
         if !shared.admit(peer) {
             return Ok(());
         }
-        let resp = match shared.step(packet) {
+        let resp = match shared.step(packet).0 {
             Step::Reply(m) => m,
             Step::Forward(req) => {
                 let Ok(_permit) = shared.forwards.try_acquire() else {

@@ -238,10 +238,23 @@ impl Zone {
 
     /// The whole decision for one packet.
     pub fn answer(&self, packet: &[u8]) -> Answer {
-        let req = match Message::from_vec(packet) {
-            Ok(m) => m,
-            Err(_) => return malformed(packet),
-        };
+        self.answer_sized(packet).0
+    }
+
+    /// [`answer`](Zone::answer) and the UDP size the client takes (its EDNS
+    /// payload, 512 without), from one parse of the packet: parsing is most
+    /// of a local answer's cost.
+    pub fn answer_sized(&self, packet: &[u8]) -> (Answer, usize) {
+        match Message::from_vec(packet) {
+            Ok(req) => {
+                let limit = udp_limit(req.edns.as_ref().map_or(512, |e| e.max_payload()));
+                (self.answer_request(req), limit)
+            }
+            Err(_) => (malformed(packet), udp_limit(512)),
+        }
+    }
+
+    fn answer_request(&self, req: Message) -> Answer {
         if req.metadata.message_type != MessageType::Query {
             return Answer::Drop;
         }

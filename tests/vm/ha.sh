@@ -114,7 +114,7 @@ mkdir -p /run/h1 /run/h2
 config 1 primary 192.168.1.252 192.168.1.253 >/run/h1/headnode.toml
 config 2 secondary 192.168.1.253 192.168.1.252 >/run/h2/headnode.toml
 for n in 1 2; do
-    printf 'global_defs {\n    enable_script_security\n    script_user root\n}\ninclude /run/h%s/keepalived-headnode.conf\n' $n >/run/h$n/keepalived.conf
+    echo "include /run/h$n/keepalived-headnode.conf" >/run/h$n/keepalived.conf
 done
 hn() { # hn N ARGS: headnode as head N
     local n=$1; shift
@@ -123,14 +123,16 @@ hn() { # hn N ARGS: headnode as head N
 }
 start_head() { # the daemon, then keepalived once the daemon wrote its file
     local n=$1 k
-    ip netns exec head$n env HEADNODE_STATE_DIR=/run/h$n/state HEADNODE_RUN_DIR=/run/h$n/run \
+    # /sbin/ip itself: a shell function in the background would be a
+    # subshell, and $! its pid instead of the daemon's.
+    /sbin/ip netns exec head$n env HEADNODE_STATE_DIR=/run/h$n/state HEADNODE_RUN_DIR=/run/h$n/run \
         headnode -c /run/h$n/headnode.toml run >>/run/h$n/headnode.log 2>&1 &
     echo $! >/run/h$n/headnode.pid
     for k in $(seq 1 100); do
         [ -S /run/h$n/run/control.sock ] && [ -s /run/h$n/keepalived-headnode.conf ] && break
         sleep 0.2
     done
-    ip netns exec head$n keepalived -n -l -P -f /run/h$n/keepalived.conf \
+    /sbin/ip netns exec head$n keepalived -n -l -P -f /run/h$n/keepalived.conf \
         -p /run/h$n/keepalived.pid -r /run/h$n/vrrp.pid >>/run/h$n/keepalived.log 2>&1 &
     echo $! >/run/h$n/keepalived.launch.pid
 }
@@ -139,7 +141,8 @@ stop_head() { # keepalived stopped (it gives up the addresses), headnode killed
     kill -TERM "$(cat /run/h$n/keepalived.launch.pid)" 2>/dev/null
     kill -KILL "$(cat /run/h$n/headnode.pid)" 2>/dev/null
     for k in $(seq 1 50); do
-        kill -0 "$(cat /run/h$n/keepalived.launch.pid)" 2>/dev/null || break
+        kill -0 "$(cat /run/h$n/keepalived.launch.pid)" 2>/dev/null \
+            || kill -0 "$(cat /run/h$n/vrrp.pid 2>/dev/null)" 2>/dev/null || break
         sleep 0.2
     done
 }
@@ -183,6 +186,13 @@ check "pool clients get two different pool addresses" sh -c "case '$p1 $p2' in '
 get() { printf 'GET /id HTTP/1.0\r\n\r\n' | in_ns net timeout 5 nc $VIP 8000 | tail -1; }
 check "the balancer answers on the virtual address" has "$(get) $(get)" 'NODE'
 
+outside() { in_ns node1 wget -q -T 3 -O - http://203.0.113.1:8080/id 2>/dev/null | grep -q OUTSIDE; }
+if ! check "node1 reaches the net side through the virtual gateway" outside; then
+    in_ns node1 wget -T 3 -O - http://203.0.113.1:8080/id
+    in_ns node1 ip route; in_ns head1 ip -4 addr; in_ns head1 sysctl net.ipv4.ip_forward
+    in_ns head1 nft list table inet headnode | grep -E 'chain|policy|counter packets [1-9]' | head -60
+fi
+
 # --- takeovers -------------------------------------------------------------------
 # measure NAME SECONDS ACTION...: the client runs SECONDS; ACTION runs 4 s in.
 measure() {
@@ -198,8 +208,6 @@ measure() {
     survived=$(sed -n 's/^LONG .*survived=\([a-z]*\) .*/\1/p' /run/client-$name.out)
     echo "TAKEOVER $name: longest outage ${outage:-?} ms, ${failed:-?} failed requests, long connection survived: ${survived:-?}"
 }
-outside() { in_ns node1 wget -q -T 3 -O - http://203.0.113.1:8080/id 2>/dev/null | grep -q OUTSIDE; }
-
 measure kill 16 stop_head 1
 check "kill: head2 took over" wait_state 2 master 5
 check "kill: new requests answered within 3 s" [ "${outage:-99999}" -lt 3000 ]

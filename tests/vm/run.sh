@@ -72,6 +72,8 @@ done
 ln -sf ../bin/busybox "$root/sbin/modprobe"   # the kernel's module autoloader
 ln -sf /proc/self/fd/0 "$root/dev/stdin"      # nft -f /dev/stdin (the nftables crate)
 mkdir -p "$root/var" && ln -s /run "$root/var/run"     # ip netns keeps its mounts there
+echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"  # keepalived runs its scripts as root
+echo 'root:x:0:' >"$root/etc/group"
 cp "$bin" "$root/bin/headnode"
 for prog in ipvsadm nft ip; do
     path=$(command -v $prog)
