@@ -51,7 +51,7 @@ pub enum Command {
     Status(JsonArgs),
     /// List reservations and leases, the clients refused (--unknown), or end a lease.
     Leases(LeasesArgs),
-    /// Translate a legacy dhcpd + shorewall + ipvsadm setup into a headnode config.
+    /// Translate a legacy dhcpd + shorewall + ipvsadm (or keepalived) setup into a headnode config.
     Import(ImportArgs),
     /// Write the man pages, the example config or a shell completion script (used to build the package).
     #[command(hide = true)]
@@ -201,6 +201,10 @@ pub struct ImportArgs {
     /// dnsmasq.conf (its DHCP, PXE, TFTP and DNS settings; instead of --dhcpd).
     #[arg(long)]
     pub dnsmasq: Option<PathBuf>,
+    /// keepalived.conf: its virtual_server blocks (real servers, TCP_CHECK and
+    /// HTTP_GET checks) and its vrrp_instance (as [ha]).
+    #[arg(long, value_name = "FILE")]
+    pub keepalived: Option<PathBuf>,
     /// Write the config here (default: stdout).
     #[arg(short, long)]
     pub output: Option<PathBuf>,

@@ -21,6 +21,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         sysctl: args.sysctl.clone(),
         tftpd: args.tftpd_hpa.clone(),
         dnsmasq: args.dnsmasq.clone(),
+        keepalived: args.keepalived.clone(),
     };
     if [
         &inputs.interfaces,
@@ -31,12 +32,13 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         &inputs.sysctl,
         &inputs.tftpd,
         &inputs.dnsmasq,
+        &inputs.keepalived,
     ]
     .iter()
     .all(|p| p.is_none())
     {
         return Err(InvalidInput(
-            "nothing to import: give at least one of --interfaces, --dhcpd, --hosts, --shorewall, --ipvsadm, --sysctl, --tftpd-hpa, --dnsmasq"
+            "nothing to import: give at least one of --interfaces, --dhcpd, --hosts, --shorewall, --ipvsadm, --sysctl, --tftpd-hpa, --dnsmasq, --keepalived"
                 .into(),
         )
         .into());

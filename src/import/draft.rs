@@ -70,6 +70,52 @@ pub struct Virtual {
     pub persistence: Option<u32>,
     pub netmask: Option<Ipv4Addr>,
     pub reals: Vec<Real>,
+    /// The tool that ran the service (`ipvsadm`, `keepalived`), for comments.
+    pub tool: &'static str,
+    /// keepalived's check, one for the whole service as headnode has it.
+    pub health: Option<Health>,
+    /// keepalived's `sorry_server`.
+    pub sorry: Option<(Ipv4Addr, u16)>,
+}
+
+/// A health check as `[[balancer.virtual]] health` writes it.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// The check's opening line and what it says (for the comment).
+    pub src: Source,
+    /// `tcp` or `http`.
+    pub check: &'static str,
+    pub path: Option<String>,
+    pub expect_status: Option<u16>,
+    /// Milliseconds.
+    pub interval: u64,
+    /// Milliseconds.
+    pub timeout: u64,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+impl Health {
+    /// Everything but where it came from: two real servers' checks are the same check.
+    pub fn same(&self, other: &Health) -> bool {
+        (
+            self.check,
+            &self.path,
+            self.expect_status,
+            self.interval,
+            self.timeout,
+            self.rise,
+            self.fall,
+        ) == (
+            other.check,
+            &other.path,
+            other.expect_status,
+            other.interval,
+            other.timeout,
+            other.rise,
+            other.fall,
+        )
+    }
 }
 
 #[derive(Debug, Clone)]

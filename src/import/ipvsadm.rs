@@ -106,6 +106,9 @@ fn apply(cmd: Cmd, src: Source, table: &mut Vec<Virtual>, report: &mut Report) {
                 persistence: cmd.persistence,
                 netmask: cmd.netmask,
                 reals: Vec::new(),
+                tool: "ipvsadm",
+                health: None,
+                sorry: None,
             });
         }
         Some('D') => match find(table, &cmd.key) {

@@ -1,5 +1,5 @@
 //! `headnode import`: translate a legacy head node (/etc/network/interfaces,
-//! ISC dhcpd or dnsmasq, /etc/hosts, shorewall, ipvsadm, sysctl.conf, tftpd-hpa) into one headnode
+//! ISC dhcpd or dnsmasq, /etc/hosts, shorewall, ipvsadm or keepalived, sysctl.conf, tftpd-hpa) into one headnode
 //! config, plus a report of everything not translated and every problem
 //! found, each at `file:line`.
 //!
@@ -13,6 +13,7 @@ mod draft;
 mod hosts;
 mod ifupdown;
 mod ipvsadm;
+mod keepalived;
 mod report;
 mod shorewall;
 mod sysctl;
@@ -42,6 +43,8 @@ pub struct Inputs {
     pub tftpd: Option<PathBuf>,
     /// dnsmasq.conf (DHCP, PXE, TFTP and DNS settings).
     pub dnsmasq: Option<PathBuf>,
+    /// keepalived.conf (virtual servers with their checks, and the VRRP instance for [ha]).
+    pub keepalived: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -107,13 +110,21 @@ pub fn import(inputs: &Inputs, config_path: &Path) -> Result<Imported, ImportErr
         .map(|p| shorewall::Shorewall::load(p, &hosts, &mut report))
         .transpose()
         .map_err(ImportError)?;
-    let virtuals = inputs
+    let mut virtuals = inputs
         .ipvsadm
         .as_deref()
         .map(|p| ipvsadm::load(p, &hosts, &mut report))
         .transpose()
         .map_err(ImportError)?
         .unwrap_or_default();
+    let keepalived = inputs
+        .keepalived
+        .as_deref()
+        .map(|p| keepalived::load(p, &mut report))
+        .transpose()
+        .map_err(ImportError)?
+        .unwrap_or_default();
+    virtuals.extend(keepalived.virtuals);
     let sysctls = inputs
         .sysctl
         .as_deref()
@@ -136,6 +147,7 @@ pub fn import(inputs: &Inputs, config_path: &Path) -> Result<Imported, ImportErr
         dhcpd: dhcpd.as_ref(),
         shorewall: shorewall.as_ref(),
         virtuals,
+        vrrp: keepalived.instances,
         sysctls,
         tftpd,
         dns,

@@ -1,6 +1,6 @@
 //! `headnode import` against fixtures: every `fixtures/import/<case>/` holds
 //! legacy files under their usual names (interfaces, dhcpd.conf, hosts,
-//! shorewall/, ipvsadm, sysctl.conf, tftpd-hpa) and the expected config and report. Re-bless with
+//! shorewall/, ipvsadm, sysctl.conf, tftpd-hpa, dnsmasq.conf, keepalived.conf) and the expected config and report. Re-bless with
 //! `HEADNODE_BLESS=1 cargo test --test tests import_golden::`.
 
 use super::{common, golden};
@@ -36,6 +36,7 @@ fn inputs(dir: &Path) -> Inputs {
         sysctl: some("sysctl.conf"),
         tftpd: some("tftpd-hpa"),
         dnsmasq: some("dnsmasq.conf"),
+        keepalived: some("keepalived.conf"),
     }
 }
 
@@ -282,6 +283,7 @@ fn case_args(dir: &str) -> Vec<String> {
         ("--sysctl", i.sysctl),
         ("--tftpd-hpa", i.tftpd),
         ("--dnsmasq", i.dnsmasq),
+        ("--keepalived", i.keepalived),
     ] {
         if let Some(p) = p {
             out.push(flag.to_string());
@@ -516,4 +518,42 @@ fn the_interfaces_file_is_checked_against_the_other_inputs() {
     assert_eq!(cfg.public.address, "198.51.100.7/24".parse().ok());
     assert_eq!(cfg.private.address, "10.9.0.1/24".parse().expect("net"));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn keepalived_gives_ha_and_the_checked_services() {
+    let dir = Path::new("fixtures/import/keepalived");
+    let imported = import(&inputs(dir), Path::new("headnode.toml")).expect("import");
+    assert!(!imported.has_errors(), "{}", imported.report);
+    let cfg = config::parse(&imported.config, Path::new("headnode.toml")).expect("valid");
+    let ha = cfg.ha.clone().expect("[ha]");
+    assert_eq!(ha.role, headnode::config::model::HaRole::Primary);
+    assert_eq!((ha.priority, ha.virtual_router_id), (150, 51));
+    assert_eq!(
+        ha.peer,
+        "192.168.10.3".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    assert_eq!(ha.public_address, "203.0.113.10/24".parse().unwrap());
+    assert_eq!(ha.lan_address, "192.168.10.1/24".parse().unwrap());
+    assert_eq!(ha.advert_interval, std::time::Duration::from_secs(1));
+    // The box keeps its own addresses; "public" and the nodes' router are the virtual ones.
+    assert_eq!(imported.public, "203.0.113.11".parse().ok());
+    assert_eq!(cfg.service_ip(), "203.0.113.10".parse().ok());
+    assert_eq!(cfg.dhcp.routers, vec![ha.lan_address.addr()]);
+    // Every service carries keepalived's check; the fwmark one became a [[service]].
+    assert_eq!(cfg.balancer.services.len(), 3);
+    for s in &cfg.balancer.services {
+        let h = s.health.as_ref().expect("health");
+        assert_eq!(h.rise, 1, "{}", s.key);
+    }
+    assert_eq!(cfg.services.len(), 1);
+    let report = imported.report.to_string();
+    for want in [
+        "keepalived.conf:4: not translated: `global_defs`",
+        "keepalived.conf:13: not translated: `vrrp_script chk_sshd`",
+        "not translated: `MISC_CHECK`",
+        "not translated: `digest`",
+    ] {
+        assert!(report.contains(want), "{want}\n{report}");
+    }
 }

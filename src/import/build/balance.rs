@@ -156,7 +156,8 @@ impl<'s> Builder<'s, '_> {
         }
     }
 
-    /// scheduler, method, persistence, reals; a real without a port takes `default_port`.
+    /// scheduler, method, persistence, reals, health, sorry server; a real
+    /// without a port takes `default_port`.
     pub(super) fn common_keys(&mut self, v: &Virtual, default_port: Option<u16>, bl: &mut Block) {
         bl.str("scheduler", &v.scheduler);
         bl.str("method", &v.method.to_string());
@@ -184,7 +185,21 @@ impl<'s> Builder<'s, '_> {
             bl.disable(missing.join("; "));
             bl.raw("real", format!("[{}]", reals.join(", ")));
         }
-        bl.key_comment("ipvsadm had no health checks; this one drains a node that stops answering:\nhealth = { check = \"tcp\", interval = \"2s\", timeout = \"1s\", rise = 2, fall = 2 }");
+        match &v.health {
+            Some(h) => {
+                bl.key_comment(format!(
+                    "{}: {}\n(keepalived's timers; it took a server back after one good check)",
+                    h.src.at, h.src.text
+                ));
+                bl.raw("health", health_value(h));
+            }
+            None => {
+                bl.key_comment(format!("{} had no health checks; this one drains a node that stops answering:\nhealth = {{ check = \"tcp\", interval = \"2s\", timeout = \"1s\", rise = 2, fall = 2 }}", v.tool));
+            }
+        }
+        if let Some((a, p)) = v.sorry {
+            bl.str("sorry_server", &format!("{}:{p}", self.host_or_addr(a)));
+        }
     }
 
     pub(super) fn real_value(&self, r: &Real, port: u16) -> String {
@@ -381,7 +396,7 @@ fn net_text(n: Ipv4Net, public: &Public, b: &Builder) -> String {
 /// When `addr` is not this box's (neither the public address the inputs name
 /// nor the head node's LAN address), what this box has instead.
 fn elsewhere(addr: Ipv4Addr, lan: Option<&Lan>, public: &Public) -> Option<String> {
-    if lan.is_some_and(|l| l.head == Some(addr)) {
+    if lan.is_some_and(|l| l.head == Some(addr) || l.vip == Some(addr)) {
         return None;
     }
     match public {
@@ -393,4 +408,27 @@ fn elsewhere(addr: Ipv4Addr, lan: Option<&Lan>, public: &Public) -> Option<Strin
         }
         _ => None,
     }
+}
+
+/// `{ check = "tcp", interval = 6, ... }`.
+fn health_value(h: &crate::import::draft::Health) -> String {
+    let ms = |ms: u64| match ms % 1000 {
+        0 => values::duration(ms / 1000),
+        _ => quote(&format!("{ms}ms")),
+    };
+    let mut t = format!("{{ check = {}", quote(h.check));
+    if let Some(p) = &h.path {
+        t.push_str(&format!(", path = {}", quote(p)));
+    }
+    if let Some(s) = h.expect_status {
+        t.push_str(&format!(", expect_status = {s}"));
+    }
+    t.push_str(&format!(
+        ", interval = {}, timeout = {}, rise = {}, fall = {} }}",
+        ms(h.interval),
+        ms(h.timeout),
+        h.rise,
+        h.fall
+    ));
+    t
 }

@@ -109,6 +109,8 @@ impl<'s> Builder<'s, '_> {
                         ))
                     } else if Some(a) == lan.head {
                         Some(format!("{a} is the head node's own address"))
+                    } else if Some(a) == lan.vip {
+                        Some(format!("{a} is keepalived's virtual LAN address"))
                     } else {
                         None
                     };

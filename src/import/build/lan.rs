@@ -57,8 +57,21 @@ impl<'s> Builder<'s, '_> {
         }
         let (subnet, net) = parsed[best];
         let param = |k: &str| subnet.params.get(k).or_else(|| d.globals.get(k));
+        let vip = self.vips().find(|a| net.contains(a));
         let head = match param("routers") {
-            Some(p) => self.head_from_routers(p, net),
+            Some(p) => match self.head_from_routers(p, net) {
+                // With keepalived the nodes route through the virtual address;
+                // the head node's own one is the interface's.
+                Some(r) if self.is_vip(r) => {
+                    let own = self.ifupdown_address_on(net);
+                    match &own {
+                        Some((at, a)) => self.report.note(&p.at, format!("option routers {r} is keepalived's virtual LAN address ([ha] lan_address); the head node's own is {a} ({at})")),
+                        None => self.report.error(&p.at, format!("option routers {r} is keepalived's virtual LAN address; the head node's own LAN address is unknown (give --interfaces)")),
+                    }
+                    own.map(|(_, a)| a)
+                }
+                other => other,
+            },
             None => {
                 let fixed: Vec<Ipv4Addr> = d
                     .hosts
@@ -100,7 +113,12 @@ impl<'s> Builder<'s, '_> {
                 }
             }
         }
-        Some(Lan { subnet, net, head })
+        Some(Lan {
+            subnet,
+            net,
+            head,
+            vip,
+        })
     }
 
     pub(super) fn head_from_routers(&mut self, p: &Param, net: Ipv4Net) -> Option<Ipv4Addr> {

@@ -28,6 +28,8 @@ pub struct Sources<'a> {
     pub dhcpd: Option<&'a Dhcpd>,
     pub shorewall: Option<&'a Shorewall>,
     pub virtuals: Vec<Virtual>,
+    /// keepalived.conf's VRRP instances (the first gives `[ha]` its settings).
+    pub vrrp: Vec<crate::import::keepalived::Instance>,
     pub sysctls: Vec<Setting>,
     pub tftpd: Option<Tftpd>,
     /// dnsmasq's DNS side.
@@ -60,7 +62,10 @@ impl Public {
 struct Lan<'a> {
     subnet: &'a Subnet,
     net: Ipv4Net,
+    /// The head node's own address on it.
     head: Option<Ipv4Addr>,
+    /// keepalived's virtual address on it (the nodes' gateway with `[ha]`).
+    vip: Option<Ipv4Addr>,
 }
 
 /// A `[[host]]` that made it into the config.
@@ -83,6 +88,8 @@ pub fn build(s: Sources, report: &mut Report) -> (String, Option<Ipv4Addr>) {
     };
     b.ifs = b.roles(lan.as_ref());
     let public = b.public(lan.as_ref());
+    // With [ha] the services are on the virtual public address.
+    let (ha, service_public) = b.ha(lan.as_ref(), &public);
     let mut out = String::new();
     b.header(&mut out);
     b.interfaces(lan.as_ref(), &public)
@@ -100,10 +107,13 @@ pub fn build(s: Sources, report: &mut Report) -> (String, Option<Ipv4Addr>) {
     for h in host_blocks {
         h.render(&mut out);
     }
-    b.firewall_and_balancer(lan.as_ref(), &public, &mut out);
+    b.firewall_and_balancer(lan.as_ref(), &service_public, &mut out);
     b.sysctl(&mut out);
     b.tftp(&mut out);
     b.dns(&mut out);
+    if let Some(bl) = ha {
+        bl.render(&mut out);
+    }
     while out.ends_with("\n\n") {
         out.pop();
     }
@@ -140,6 +150,7 @@ impl<'s> Builder<'s, '_> {
             ("--sysctl", &i.sysctl),
             ("--tftpd-hpa", &i.tftpd),
             ("--dnsmasq", &i.dnsmasq),
+            ("--keepalived", &i.keepalived),
         ] {
             if let Some(p) = p {
                 out.push_str(&format!("#   {flag} {}\n", p.display()));
@@ -224,6 +235,7 @@ fn secs(p: &Param) -> Result<u64, String> {
 }
 
 mod balance;
+mod ha;
 mod hosts;
 mod ifaces;
 mod lan;

@@ -131,6 +131,8 @@ impl<'s> Builder<'s, '_> {
             .entries
             .iter()
             .filter(|e| !e.text.starts_with("127.") && e.text != "0.0.0.0")
+            // keepalived's virtual addresses move between the head nodes.
+            .filter(|e| !e.addr.as_ref().is_ok_and(|a| self.is_vip(*a)))
             // Servers the LAN is pointed at (DNS, NTP, PXE) are other machines.
             .filter(|e| {
                 !option_values
@@ -159,7 +161,7 @@ impl<'s> Builder<'s, '_> {
                 out.push((a, v.srcs[0].at.clone()));
             }
         }
-        out.retain(|(a, _)| !lan.is_some_and(|l| l.net.contains(a)));
+        out.retain(|(a, _)| !lan.is_some_and(|l| l.net.contains(a)) && !self.is_vip(*a));
         out
     }
 
@@ -293,6 +295,7 @@ impl<'s> Builder<'s, '_> {
                 net,
                 head: Some(h),
                 subnet,
+                ..
             }) => {
                 privb.key_comment(format!(
                     "{}: subnet {net}, the head node is its router",
@@ -304,6 +307,7 @@ impl<'s> Builder<'s, '_> {
                 net,
                 head: None,
                 subnet,
+                ..
             }) => {
                 privb.fixme_key(
                     format!(
