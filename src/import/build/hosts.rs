@@ -16,7 +16,8 @@ impl<'s> Builder<'s, '_> {
             bl.comment(format!("{}: host {}", h.at, h.name));
             let mut problems: Vec<String> = Vec::new();
             // The address first: the hosts file may have to supply the name.
-            let addr = match &h.fixed {
+            // A `fixed-address` without a value (damaged input) is none.
+            let addr = match h.fixed.as_ref().filter(|p| !p.values.is_empty()) {
                 None => {
                     self.report.skip(
                         &h.at,
