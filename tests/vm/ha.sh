@@ -186,12 +186,11 @@ check "pool clients get two different pool addresses" sh -c "case '$p1 $p2' in '
 get() { printf 'GET /id HTTP/1.0\r\n\r\n' | in_ns net timeout 5 nc $VIP 8000 | tail -1; }
 check "the balancer answers on the virtual address" has "$(get) $(get)" 'NODE'
 
-outside() { in_ns node1 wget -q -T 3 -O - http://203.0.113.1:8080/id 2>/dev/null | grep -q OUTSIDE; }
-if ! check "node1 reaches the net side through the virtual gateway" outside; then
-    in_ns node1 wget -T 3 -O - http://203.0.113.1:8080/id
-    in_ns node1 ip route; in_ns head1 ip -4 addr; in_ns head1 sysctl net.ipv4.ip_forward
-    in_ns head1 nft list table inet headnode | grep -E 'chain|policy|counter packets [1-9]' | head -60
-fi
+# (nc: busybox's static wget crashes.)
+outside() {
+    printf 'GET /id HTTP/1.0\r\n\r\n' | in_ns node1 timeout 5 nc 203.0.113.1 8080 | grep -q OUTSIDE
+}
+check "node1 reaches the net side through the virtual gateway" outside
 
 # --- takeovers -------------------------------------------------------------------
 # measure NAME SECONDS ACTION...: the client runs SECONDS; ACTION runs 4 s in.
