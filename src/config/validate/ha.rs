@@ -197,6 +197,54 @@ impl Validator<'_> {
         })
     }
 
+    /// With `[ha]` the services must be on the virtual public address:
+    /// one written with this node's own address stops at a takeover.
+    pub(super) fn ha_service_addresses(
+        &mut self,
+        raw: &RawConfig,
+        ha: &Ha,
+        own: Option<std::net::Ipv4Addr>,
+    ) {
+        let Some(own) = own else { return };
+        let is_own = |t: &str| {
+            let a = t.strip_suffix("/32").unwrap_or(t);
+            a.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a == own)
+        };
+        let hint = format!(
+            "write \"public\" (with [ha], the virtual address {}), which moves to the node that is master",
+            ha.public_address.addr()
+        );
+        let mut found = Vec::new();
+        for (i, m) in raw.firewall.marks.iter().enumerate() {
+            if let Some(d) = m.get_ref().dest.as_ref().filter(|d| is_own(d.get_ref())) {
+                found.push((d.span(), format!("firewall.mark[{i}].dest")));
+            }
+        }
+        for (i, v) in raw.balancer.virtuals.iter().enumerate() {
+            if let Some(a) = v.get_ref().address.as_ref().filter(|a| is_own(a.get_ref())) {
+                found.push((a.span(), format!("balancer.virtual[{i}].address")));
+            }
+        }
+        for (i, sv) in raw.services.iter().enumerate() {
+            if let Some(a) = sv
+                .get_ref()
+                .address
+                .as_ref()
+                .filter(|a| is_own(a.get_ref()))
+            {
+                found.push((a.span(), format!("service[{i}].address")));
+            }
+        }
+        for (span, field) in found {
+            self.err(
+                span,
+                &field,
+                format!("{own} is this head node's own public address"),
+                Some(&hint),
+            );
+        }
+    }
+
     /// With `[ha]` the nodes' gateway is the virtual LAN address: the
     /// default router, and the one a configured list must hold.
     pub(super) fn ha_routers(&mut self, raw: &RawDhcp, ha: &Ha, dhcp: &mut Dhcp) {
@@ -349,6 +397,20 @@ mod tests {
                 lan(&format!("[dhcp]\nrouters = [\"192.168.1.254\"] # <-\n{HA}")),
                 "dhcp.routers",
                 "does not hold the virtual LAN address 192.168.1.1",
+            ),
+            (
+                lan(&format!(
+                    "[[balancer.virtual]]\nfwmark = 1\nreal = [\"192.168.1.10:80\"]\n[[firewall.mark]]\nmark = 1\ndest = \"203.0.113.210\" # <-\nproto = \"tcp\"\nports = [80]\n{HA}"
+                )),
+                "firewall.mark[0].dest",
+                "own public address",
+            ),
+            (
+                lan(&format!(
+                    "[[service]]\nname = \"web\"\nport = 80\naddress = \"203.0.113.210\" # <-\nreal = [\"192.168.1.10\"]\n{HA}"
+                )),
+                "service[0].address",
+                "own public address",
             ),
         ]);
     }

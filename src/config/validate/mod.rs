@@ -210,6 +210,9 @@ impl<'a> Validator<'a> {
         let mut balancer = self.balancer(&raw.balancer, &names);
         let services = self.services(&raw.services, &names, &mut firewall, &mut balancer);
         self.check_marks(&raw, &firewall, &balancer);
+        if let Some(ha) = &ha {
+            self.ha_service_addresses(&raw, ha, public_ip);
+        }
         let sysctls = self.sysctls(&raw.sysctl);
         let tftp = raw.tftp.as_ref().and_then(|t| self.tftp(t));
         let dns = raw
