@@ -9,6 +9,12 @@
 //! [`Tracker`] is the pure rise/fall state machine; [`spawn`] runs one task
 //! per real server and publishes the states on a `watch` channel that the
 //! daemon reconciles from; [`Checks::check_now`] probes a server at once.
+//!
+//! The checks run on a thread of their own with a single-threaded runtime,
+//! as keepalived's checker is one process with one event loop: thousands
+//! of short connections a second then wake one thread, not the daemon's
+//! workers in turn (no work stealing, no cross-thread wake-ups), and DHCP
+//! never waits behind them.
 
 use crate::config::model::{CheckKind, HealthCheck, RealServer, VirtualService};
 use serde::{Deserialize, Serialize};
@@ -182,7 +188,9 @@ pub struct Checks {
     /// Per real server address, the wake-up of each task checking it (one
     /// per service it serves).
     now: BTreeMap<Ipv4Addr, Vec<Arc<Notify>>>,
-    _tasks: JoinSet<()>,
+    /// Dropped with `Checks`: the checks' thread then ends its runtime,
+    /// which cancels every check.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Checks {
@@ -207,10 +215,10 @@ impl Checks {
 }
 
 /// Start a check task for every real server of every service that has a
-/// health check. Needs a tokio runtime. State changes are logged at info.
+/// health check, on the checks' own thread. State changes are logged at info.
 pub fn spawn(services: &[VirtualService]) -> Checks {
     let (tx, rx) = watch::channel(HealthMap::default());
-    let mut tasks = JoinSet::new();
+    let mut ones = Vec::new();
     let mut now: BTreeMap<Ipv4Addr, Vec<Arc<Notify>>> = BTreeMap::new();
     let checked = || services.iter().filter(|s| s.health.is_some());
     let total = checked().map(|s| s.reals.len()).sum::<usize>().max(1);
@@ -233,13 +241,40 @@ pub fn spawn(services: &[VirtualService]) -> Checks {
                 wake,
             };
             k += 1;
-            tasks.spawn(one.run(tx.clone()));
+            ones.push(one);
         }
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = std::thread::Builder::new()
+        .name("health".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("health checks cannot run: no runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let mut tasks = JoinSet::new();
+                for one in ones {
+                    tasks.spawn(one.run(tx.clone()));
+                }
+                // Until `Checks` is dropped; dropping the runtime then
+                // cancels the tasks.
+                let _ = stopped.await;
+            });
+        });
+    if let Err(e) = started {
+        tracing::error!("health checks cannot run: no thread: {e}");
     }
     Checks {
         rx,
         now,
-        _tasks: tasks,
+        _stop: stop,
     }
 }
 
