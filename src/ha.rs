@@ -1,6 +1,8 @@
 //! Two head nodes (`[ha]`): what headnode asks of keepalived and what it
-//! does on each of keepalived's state changes. All pure; the daemon writes
-//! the file and carries out the sync-daemon plan.
+//! does on each of keepalived's state changes. All pure but
+//! `keepalived_config_here`, which asks where this binary and its control
+//! socket are; the daemon writes the file and carries out the sync-daemon
+//! plan.
 //!
 //! keepalived is the VRRP engine: it moves the two virtual addresses and
 //! runs `headnode ha-notify` on every change, which tells the daemon the new
@@ -143,6 +145,17 @@ pub fn keepalived_config(cfg: &Config, ha: &Ha, notify: &str) -> String {
     s += &format!("    notify \"{notify}\"\n");
     s += "}\n";
     s
+}
+
+/// [`keepalived_config`] with the hook of this binary and this daemon's
+/// control socket: the file the daemon writes and `check` tests.
+pub fn keepalived_config_here(cfg: &Config, ha: &Ha) -> String {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/usr/sbin/headnode".into());
+    keepalived_config(
+        cfg,
+        ha,
+        &notify_command(&exe, &crate::paths::control_socket()),
+    )
 }
 
 /// The notify command for this daemon: this binary, told where its control

@@ -129,12 +129,7 @@ pub fn run(path: &Path, args: &CheckArgs) -> anyhow::Result<()> {
 /// box lacks an interface the file names, or keepalived itself, a warning
 /// (the config may be written on another machine).
 fn keepalived_test(cfg: &Config, ha: &crate::config::model::Ha) -> anyhow::Result<Vec<String>> {
-    let exe = std::env::current_exe().unwrap_or_else(|_| "/usr/sbin/headnode".into());
-    let text = crate::ha::keepalived_config(
-        cfg,
-        ha,
-        &crate::ha::notify_command(&exe, &crate::paths::control_socket()),
-    );
+    let text = crate::ha::keepalived_config_here(cfg, ha);
     let tmp = std::env::temp_dir().join(format!("headnode-keepalived-{}.conf", std::process::id()));
     std::fs::write(&tmp, &text)?;
     let out = std::process::Command::new("keepalived")

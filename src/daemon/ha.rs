@@ -118,12 +118,7 @@ impl HaRuntime {
 /// keepalived reads it at its next start or reload (`systemctl reload
 /// keepalived`), which the log line asks for.
 pub(super) fn write_keepalived(cfg: &Config, ha: &Ha) {
-    let exe = std::env::current_exe().unwrap_or_else(|_| "/usr/sbin/headnode".into());
-    let text = ha::keepalived_config(
-        cfg,
-        ha,
-        &ha::notify_command(&exe, &crate::paths::control_socket()),
-    );
+    let text = ha::keepalived_config_here(cfg, ha);
     let path = &ha.keepalived_config;
     if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
         return;
