@@ -538,11 +538,13 @@ impl Config {
             None => self.public_ip(),
         }
     }
-    /// The address the nodes use as gateway: the virtual one with `[ha]`.
-    pub fn gateway_ip(&self) -> Ipv4Addr {
-        self.ha
-            .as_ref()
-            .map_or(self.private_ip(), |ha| ha.lan_address.addr())
+    /// The part of the pool this node leases from, and the peer's part:
+    /// with `[ha]` the halves by role, else the whole pool and none.
+    pub fn pool_halves(&self) -> (Option<Pool>, Option<Pool>) {
+        match (self.dhcp.pool, &self.ha) {
+            (Some(p), Some(ha)) => p.half(ha.role),
+            (pool, _) => (pool, None),
+        }
     }
     /// The public IPv4 address if known (configured, or filled in by `resolve_public`).
     pub fn public_ip(&self) -> Option<Ipv4Addr> {

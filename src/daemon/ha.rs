@@ -109,7 +109,7 @@ impl HaRuntime {
             lan_address: ha.lan_address,
             sync_daemons,
             sync_error: sync_error.or_else(|| self.sync_error.clone()),
-            pool: cfg.dhcp.pool.and_then(|p| p.half(ha.role).0),
+            pool: cfg.pool_halves().0,
         }
     }
 }

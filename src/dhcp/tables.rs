@@ -168,10 +168,7 @@ impl Tables {
             .collect();
         let reserved = cfg.hosts.iter().map(|h| (h.address, h.mac)).collect();
         // With [ha] each node leases from its half; the other half is the peer's.
-        let (pool, peer_pool) = match (d.pool, &cfg.ha) {
-            (Some(p), Some(ha)) => p.half(ha.role),
-            (pool, _) => (pool, None),
-        };
+        let (pool, peer_pool) = cfg.pool_halves();
         Tables {
             interface: cfg.private.name.clone(),
             server_ip: cfg.private_ip(),
